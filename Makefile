@@ -1,0 +1,158 @@
+# pmpgate - see README.md and INSTALL.
+#
+#   make              build pmpgated, pmpgate-credentials, pmpgate
+#   make check        unit tests (plain, ASan/UBSan, valgrind) + integration
+#   make demo         the whole story against real local services
+#   make install DESTDIR=...   (GNU path variables below set the defaults)
+#   make deps         install the Debian packages (as root)
+
+PREFIX        ?= /usr/local
+EXEC_PREFIX   ?= $(PREFIX)
+BINDIR        ?= $(EXEC_PREFIX)/bin
+SBINDIR       ?= $(EXEC_PREFIX)/sbin
+LIBDIR        ?= $(EXEC_PREFIX)/lib
+DATADIR       ?= $(PREFIX)/share
+MANDIR        ?= $(DATADIR)/man
+DOCDIR        ?= $(DATADIR)/doc/pmpgate
+SYSCONFDIR    ?= /etc
+LOCALSTATEDIR ?= /var
+RUNSTATEDIR   ?= /run
+UNITDIR       ?= $(LIBDIR)/systemd/system
+
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+BUILD   ?= build
+PYTHON  ?= /usr/bin/python3
+
+PG_CPPFLAGS := -D_GNU_SOURCE -D_FORTIFY_SOURCE=2 \
+	-DPG_SYSCONFDIR='"$(SYSCONFDIR)"' \
+	-DPG_LOCALSTATEDIR='"$(LOCALSTATEDIR)"' \
+	-DPG_RUNSTATEDIR='"$(RUNSTATEDIR)"' \
+	-DPG_VERSION='"$(VERSION)"'
+PG_CFLAGS := -std=c11 -Wall -Wextra -Werror -Wshadow -Wformat=2 \
+	-Wstrict-prototypes -Wmissing-prototypes \
+	-fstack-protector-strong -fPIE -fno-strict-aliasing
+PG_LDFLAGS := -pie -Wl,-z,relro,-z,now -Wl,--as-needed
+
+VERSION := 0.1.0
+
+ifeq ($(SANITIZE),1)
+  CC := clang
+  BUILD := build-asan
+  CFLAGS := -O1 -g -fno-omit-frame-pointer \
+	-fsanitize=address,undefined -fno-sanitize-recover=all
+  PG_LDFLAGS += -fsanitize=address,undefined
+endif
+
+DAEMON_LIBS := -lldap -llber -lcurl -lssl -lcrypto -ljansson -lexpat -lpthread
+CLIENT_LIBS := -ljansson
+
+CORE_SRC   := $(sort $(wildcard core/*.c))
+CLIENT_SRC := $(sort $(wildcard client/*.c)) core/err.c
+DAEMON_SRC := $(sort $(wildcard daemon/*.c))
+HELPER_SRC := $(sort $(wildcard helper/*.c))
+TOOLS_SRC  := $(sort $(wildcard tools/*.c))
+UNIT_SRC   := $(sort $(wildcard tests/unit/test_*.c))
+PROBE_SRC  := $(sort $(wildcard tests/probe/*.c))
+
+obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
+
+CORE_LIB   := $(BUILD)/libpgcore.a
+CLIENT_LIB := $(BUILD)/libpgclient.a
+BINS := $(BUILD)/pmpgated $(BUILD)/pmpgate-credentials $(BUILD)/pmpgate
+UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+PROBE_BINS := $(patsubst tests/probe/%.c,$(BUILD)/probe/%,$(PROBE_SRC))
+
+.PHONY: probes all check unit unit-asan unit-valgrind integration demo deps \
+	install clean bench
+all: $(BINS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(PG_CPPFLAGS) $(CPPFLAGS) $(PG_CFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(CORE_LIB): $(call obj,$(CORE_SRC))
+	rm -f $@ && ar rcs $@ $^
+$(CLIENT_LIB): $(call obj,$(CLIENT_SRC))
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/pmpgated: $(call obj,$(DAEMON_SRC)) $(CORE_LIB) $(CLIENT_LIB)
+	$(CC) $(PG_LDFLAGS) $(LDFLAGS) -o $@ $^ $(DAEMON_LIBS)
+$(BUILD)/pmpgate-credentials: $(call obj,$(HELPER_SRC)) $(CLIENT_LIB)
+	$(CC) $(PG_LDFLAGS) $(LDFLAGS) -o $@ $^ $(CLIENT_LIBS)
+$(BUILD)/pmpgate: $(call obj,$(TOOLS_SRC)) $(CLIENT_LIB)
+	$(CC) $(PG_LDFLAGS) $(LDFLAGS) -o $@ $^ $(CLIENT_LIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(CORE_LIB) $(CLIENT_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(PG_LDFLAGS) $(LDFLAGS) -o $@ $^ -lcmocka $(DAEMON_LIBS)
+
+# Probes: small drivers that call one core/ module against the real
+# services of the harness (integration tests of core/ below the daemon).
+$(BUILD)/probe/%: $(BUILD)/tests/probe/%.o $(CORE_LIB) $(CLIENT_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(PG_LDFLAGS) $(LDFLAGS) -o $@ $^ $(DAEMON_LIBS)
+
+probes: $(PROBE_BINS)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# ---- tests ---------------------------------------------------------------
+
+unit: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; \
+		PG_TEST_DATA=$(CURDIR)/tests/unit/data $$t; done
+
+unit-asan:
+	$(MAKE) SANITIZE=1 unit
+
+unit-valgrind: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== valgrind $$t"; \
+		PG_TEST_DATA=$(CURDIR)/tests/unit/data valgrind -q \
+		--error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+		$$t >/dev/null; done
+
+integration: all probes
+	cd tests/integration && PMPGATE_BUILD=$(CURDIR)/$(BUILD) \
+		$(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+check: deps-check unit unit-asan unit-valgrind integration
+
+demo: deps-check all
+	PMPGATE_BUILD=$(CURDIR)/$(BUILD) $(PYTHON) tests/harness/demo.py
+
+bench: deps-check all
+	PMPGATE_BUILD=$(CURDIR)/$(BUILD) $(PYTHON) bench/run.py
+
+# ---- dependencies ----------------------------------------------------------
+
+deps:
+	sh .ci/deps.sh install
+
+deps-check:
+	@sh .ci/deps.sh check
+
+# ---- install ---------------------------------------------------------------
+
+install: all
+	install -d -m 0755 $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR)
+	install -m 0755 $(BUILD)/pmpgated $(DESTDIR)$(SBINDIR)/pmpgated
+	install -m 0755 $(BUILD)/pmpgate-credentials $(DESTDIR)$(BINDIR)/pmpgate-credentials
+	install -m 0755 $(BUILD)/pmpgate $(DESTDIR)$(BINDIR)/pmpgate
+	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/pmpgate
+	install -m 0640 conf/pmpgate.conf.example $(DESTDIR)$(SYSCONFDIR)/pmpgate/pmpgate.conf.example
+	install -d -m 0755 $(DESTDIR)$(UNITDIR)
+	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+		-e 's|@LOCALSTATEDIR@|$(LOCALSTATEDIR)|g' -e 's|@RUNSTATEDIR@|$(RUNSTATEDIR)|g' \
+		conf/systemd/pmpgated.service > $(DESTDIR)$(UNITDIR)/pmpgated.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/pmpgated.service
+	install -d -m 0755 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5
+	install -m 0644 docs/man/pmpgated.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 docs/man/pmpgate-credentials.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 docs/man/pmpgate.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 docs/man/pmpgate.conf.5 $(DESTDIR)$(MANDIR)/man5/
+	install -d -m 0755 $(DESTDIR)$(DOCDIR)
+	install -m 0644 README.md INSTALL docs/*.md $(DESTDIR)$(DOCDIR)/
+
+clean:
+	rm -rf build build-asan
