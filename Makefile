@@ -6,6 +6,8 @@
 #   make install DESTDIR=...   (GNU path variables below set the defaults)
 #   make deps         install the Debian packages (as root)
 
+VERSION := 0.1.0
+
 PREFIX        ?= /usr/local
 EXEC_PREFIX   ?= $(PREFIX)
 BINDIR        ?= $(EXEC_PREFIX)/bin
@@ -34,7 +36,7 @@ PG_CFLAGS := -std=c11 -Wall -Wextra -Werror -Wshadow -Wformat=2 \
 	-fstack-protector-strong -fPIE -fno-strict-aliasing
 PG_LDFLAGS := -pie -Wl,-z,relro,-z,now -Wl,--as-needed
 
-VERSION := 0.1.0
+
 
 ifeq ($(SANITIZE),1)
   CC := clang
