@@ -1,0 +1,43 @@
+/*
+ * gather.h - gathering the facts for one request (the I/O before
+ * pg_decide()).
+ *
+ * Looks the user up in the directory, checks membership of the role's
+ * group and of the groups of every conflicting role, fetches the ticket,
+ * and resolves every person the ticket names (requested-for, requester,
+ * approvers) through the directory in one round trip, comparing people as
+ * resolved entries.  Nothing here decides: a lookup that fails leaves its
+ * fact PG_FACT_UNKNOWN and the error in the facts, and pg_decide() refuses
+ * (R9).
+ */
+#ifndef PMPGATE_GATHER_H
+#define PMPGATE_GATHER_H
+
+#include "config.h"
+#include "deadline.h"
+#include "directory.h"
+#include "http.h"
+#include "policy.h"
+#include "tickets.h"
+
+#define PG_MAX_APPROVERS 64
+
+typedef struct pg_gathered {
+	pg_facts facts;		/* points into the members below */
+	pg_ticket ticket;
+	char *user_dn;
+	pg_dir_path path;	/* how the user reached the role's group */
+	pg_person approvers[PG_MAX_APPROVERS];
+	char *approver_dn[PG_MAX_APPROVERS];
+	char dir_err[256];
+	char ticket_err[256];
+} pg_gathered;
+
+/* Gather the facts for REQ into G (always initialised; free with
+ * pg_gathered_free even after errors).  facts.now is the wall clock. */
+void pg_gather(pg_dir *dir, pg_http *http, const pg_config *cfg,
+	       const pg_request *req, pg_deadline dl, pg_gathered *g);
+
+void pg_gathered_free(pg_gathered *g);
+
+#endif
