@@ -1,0 +1,421 @@
+/* handler.c - one request, start to answer; see handler.h. */
+#include "handler.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../client/proto.h"
+#include "../core/awscreds.h"
+#include "../core/deadline.h"
+#include "../core/gather.h"
+#include "../core/log.h"
+#include "../core/policy.h"
+#include "../core/secret.h"
+#include "../core/sts.h"
+#include "../core/timefmt.h"
+
+/* Largest session policy file read. */
+#define PG_POLICY_MAX 65536
+
+/* Slack for writing the answer after the deadline has been spent. */
+#define ANSWER_MS 1000
+
+int
+pg_worker_bind(pg_worker *w, const pg_config *cfg, unsigned gen)
+{
+	if (w->http == NULL && (w->http = pg_http_new()) == NULL)
+		return -1;
+	if (w->gen == gen && w->dir != NULL)
+		return 0;
+	pg_dir_free(w->dir);
+	w->dir = pg_dir_new(cfg);
+	w->gen = gen;
+	return w->dir != NULL ? 0 : -1;
+}
+
+void
+pg_worker_release(pg_worker *w)
+{
+	pg_dir_free(w->dir);
+	pg_http_free(w->http);
+	w->dir = NULL;
+	w->http = NULL;
+	w->gen = 0;
+}
+
+/* Overwrite a JSON string's bytes in place before the value is freed. */
+static void
+wipe_json_string(json_t *s)
+{
+	if (json_is_string(s))
+		OPENSSL_cleanse((char *)json_string_value(s),
+				json_string_length(s));
+}
+
+static void
+send_answer(int fd, json_t *ans, pg_deadline dl)
+{
+	char *buf;
+	size_t len;
+	int64_t left = pg_deadline_left(dl);
+
+	buf = json_dumps(ans, JSON_COMPACT);
+	if (buf == NULL)
+		return;
+	len = strlen(buf);
+	buf[len] = '\0';
+	/* one line: json_dumps never emits a raw newline in compact form */
+	if (pg_proto_write_all(fd, buf, len, (int)(left > ANSWER_MS ?
+			       left : ANSWER_MS)) == PG_OK)
+		(void)pg_proto_write_all(fd, "\n", 1, ANSWER_MS);
+	OPENSSL_cleanse(buf, len);
+	free(buf);
+}
+
+static void
+answer_simple(int fd, const char *status, int rule, const char *reason,
+	      int exit_code, pg_deadline dl)
+{
+	const char *rules[1];
+	json_t *ans;
+
+	if (rule >= 0)
+		rules[0] = pg_rule_id(rule);
+	ans = pg_proto_answer(status, rule >= 0 ? rules : NULL,
+			      rule >= 0 ? 1 : 0, reason, exit_code);
+	if (ans == NULL)
+		return;
+	send_answer(fd, ans, dl);
+	json_decref(ans);
+}
+
+void
+pg_answer_busy(int fd, const char *why)
+{
+	char reason[256];
+
+	snprintf(reason, sizeof(reason), "pmpgated is busy (%s): try again "
+		 "shortly (R9 unavailable)", why);
+	answer_simple(fd, "error", PG_R9, reason, pg_err_exit(PG_EBUSY),
+		      pg_deadline_in(ANSWER_MS));
+}
+
+/* The answer for a refusal: every failing rule, one reason. */
+static json_t *
+refusal(const pg_decision *d)
+{
+	const char *rules[PG_RULE_COUNT];
+	size_t n = 0;
+	int r;
+
+	for (r = 0; r < PG_RULE_COUNT; r++)
+		if (d->failed & (1u << r))
+			rules[n++] = pg_rule_id(r);
+	return pg_proto_answer(d->err == PG_DENIED ? "deny" : "error", rules,
+			       n, d->reason, pg_err_exit(d->err));
+}
+
+/* Names of the approvers that counted, for the pmpgate:approvers tag. */
+static size_t
+counted_approvers(const pg_role_cfg *role, const pg_facts *f,
+		  const char **out, size_t max)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < f->n_approvers && n < max; i++) {
+		const pg_person *p = &f->approvers[i];
+
+		if (p->resolved != PG_OK || p->duplicate ||
+		    p->is_user != PG_FACT_NO || p->is_requester != PG_FACT_NO)
+			continue;
+		if (role->approver_group != NULL &&
+		    p->approver_member != PG_FACT_YES)
+			continue;
+		out[n++] = p->name;
+	}
+	return n;
+}
+
+/* Read a session policy file: not a secret, but checked like the config
+ * (regular, owner root or us, not writable by group or others). */
+static pg_err
+read_policy(const char *path, char **out, char *err, size_t errlen)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	ssize_t n;
+	pg_err e = PG_OK;
+	int fd;
+
+	*out = NULL;
+	if (path == NULL)
+		return PG_OK;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return PG_ECONFIG;
+	}
+	e = pg_check_fd_perms(fd, path, 0, err, errlen);
+	if (e != PG_OK)
+		goto out;
+	if ((buf = malloc(PG_POLICY_MAX + 1)) == NULL) {
+		e = PG_ENOMEM;
+		goto out;
+	}
+	while ((n = read(fd, buf + len, PG_POLICY_MAX + 1 - len)) > 0)
+		len += (size_t)n;
+	if (n < 0 || len > PG_POLICY_MAX || len == 0 ||
+	    memchr(buf, '\0', len) != NULL) {
+		snprintf(err, errlen, "%s: unreadable, empty, binary or larger "
+			 "than %d bytes", path, PG_POLICY_MAX);
+		e = PG_ECONFIG;
+		goto out;
+	}
+	buf[len] = '\0';
+	*out = buf;
+	buf = NULL;
+out:
+	free(buf);
+	close(fd);
+	return e;
+}
+
+/*
+ * Issue: decided already; assume the role and answer the credentials.
+ * Any failure is an error answer (R9): no partial result leaves.
+ */
+static void
+issue(pg_worker *w, const pg_config *cfg, const pg_request *req,
+      const pg_gathered *g, const pg_decision *d, int fd, pg_deadline dl)
+{
+	const pg_role_cfg *role = pg_config_role(cfg, req->role);
+	pg_aws_creds base = { 0 };
+	pg_sts_result res;
+	pg_sts_assume a;
+	const char *approvers[PG_MAX_APPROVERS];
+	char err[512], reason[640], expiration[32];
+	char *policy = NULL;
+	json_t *ans = NULL, *creds = NULL;
+	pg_err e;
+
+	memset(&res, 0, sizeof(res));
+	e = pg_aws_creds_load(cfg, &base, err, sizeof(err));
+	if (e == PG_OK)
+		e = read_policy(role->session_policy_file, &policy, err,
+				sizeof(err));
+	if (e != PG_OK) {
+		snprintf(reason, sizeof(reason), "cannot issue: %s "
+			 "(R9 unavailable)", err);
+		pg_log(LOG_ERR, "issue user=%s role=%s: %s", req->user,
+		       req->role, err);
+		answer_simple(fd, "error", PG_R9, reason,
+			      pg_err_exit(PG_EUNAVAIL), dl);
+		goto out;
+	}
+	memset(&a, 0, sizeof(a));
+	a.role_arn = role->role_arn;
+	a.user = req->user;
+	a.ticket = req->ticket;
+	a.approvers = approvers;
+	a.n_approvers = counted_approvers(role, &g->facts, approvers,
+					  PG_MAX_APPROVERS);
+	a.duration = d->duration;
+	a.policy = policy;
+	a.external_id = role->external_id;
+	e = pg_sts_assume_role(w->http, cfg, &base, &a, dl, &res, err,
+			       sizeof(err));
+	if (e != PG_OK) {
+		snprintf(reason, sizeof(reason), "STS did not issue "
+			 "credentials: %s (R9 unavailable)", err);
+		pg_log(LOG_ERR, "issue user=%s role=%s ticket=%s: %s",
+		       req->user, req->role, req->ticket, err);
+		answer_simple(fd, "error", PG_R9, reason, pg_err_exit(e), dl);
+		goto out;
+	}
+	pg_time_format(res.creds.expiration, expiration, sizeof(expiration));
+	ans = pg_proto_answer("allow", NULL, 0, d->reason, 0);
+	creds = json_pack("{s:s, s:s, s:s, s:s}",
+			  "AccessKeyId", res.creds.access_key_id,
+			  "SecretAccessKey", res.creds.secret_access_key,
+			  "SessionToken", res.creds.session_token ?
+			  res.creds.session_token : "",
+			  "Expiration", expiration);
+	if (ans == NULL || creds == NULL ||
+	    json_object_set(ans, "credentials", creds) != 0 ||
+	    json_object_set_new(ans, "user", json_string(req->user)) != 0 ||
+	    json_object_set_new(ans, "role", json_string(req->role)) != 0 ||
+	    json_object_set_new(ans, "ticket", json_string(req->ticket)) != 0 ||
+	    json_object_set_new(ans, "duration",
+				json_integer(d->duration)) != 0) {
+		answer_simple(fd, "error", -1, "out of memory",
+			      pg_err_exit(PG_ENOMEM), dl);
+		goto out;
+	}
+	pg_log(LOG_NOTICE, "issued user=%s role=%s ticket=%s duration=%lld "
+	       "access_key_id=%s expiration=%s sts_request_id=%s", req->user,
+	       req->role, req->ticket, (long long)d->duration,
+	       res.creds.access_key_id, expiration, res.request_id);
+	send_answer(fd, ans, dl);
+out:
+	if (creds != NULL) {
+		wipe_json_string(json_object_get(creds, "SecretAccessKey"));
+		wipe_json_string(json_object_get(creds, "SessionToken"));
+		json_decref(creds);
+	}
+	json_decref(ans);
+	free(policy);
+	pg_sts_result_wipe(&res);
+	pg_aws_creds_wipe(&base);
+}
+
+static void
+access_request(pg_worker *w, const pg_config *cfg, const pg_proto_req *pr,
+	       const pg_request *req, int fd, pg_deadline dl)
+{
+	pg_gathered g;
+	pg_decision d;
+	char rules[64];
+	json_t *ans;
+
+	pg_gather(w->dir, w->http, cfg, req, dl, &g);
+	pg_decide(cfg, req, &g.facts, &d);
+	pg_decision_rules(&d, rules, sizeof(rules));
+	pg_log(d.allow ? LOG_NOTICE : LOG_WARNING, "%s user=%s uid=%u role=%s "
+	       "ticket=%s service=%s decision=%s rules=%s reason=%s",
+	       pg_op_name(pr->op), req->user, (unsigned)req->ctx.uid,
+	       req->role, req->ticket ? req->ticket : "-",
+	       req->ctx.service ? req->ctx.service : "-",
+	       d.allow ? "allow" : "deny", rules[0] ? rules : "-", d.reason);
+	if (!d.allow) {
+		ans = refusal(&d);
+		if (ans != NULL)
+			send_answer(fd, ans, dl);
+		json_decref(ans);
+	} else if (pr->op == PG_OP_ISSUE) {
+		issue(w, cfg, req, &g, &d, fd, dl);
+	} else {
+		ans = pg_proto_answer("allow", NULL, 0, d.reason, 0);
+		if (ans != NULL) {
+			json_object_set_new(ans, "duration",
+					    json_integer(d.duration));
+			send_answer(fd, ans, dl);
+		}
+		json_decref(ans);
+	}
+	pg_gathered_free(&g);
+}
+
+static void
+status(const pg_config *cfg, const pg_daemon_info *info, int fd,
+       pg_deadline dl)
+{
+	json_t *ans, *roles;
+	size_t i;
+
+	ans = pg_proto_answer("allow", NULL, 0, "pmpgated is running", 0);
+	roles = json_array();
+	if (ans == NULL || roles == NULL) {
+		json_decref(ans);
+		json_decref(roles);
+		return;
+	}
+	for (i = 0; i < cfg->n_roles; i++)
+		json_array_append_new(roles, json_string(cfg->roles[i].name));
+	json_object_set_new(ans, "version", json_string(PG_VERSION));
+	json_object_set_new(ans, "config", json_string(info->config_path));
+	json_object_set_new(ans, "workers", json_integer(info->workers));
+	json_object_set_new(ans, "uptime",
+			    json_integer((long)time(NULL) - info->started));
+	json_object_set_new(ans, "roles", roles);
+	send_answer(fd, ans, dl);
+	json_decref(ans);
+}
+
+void
+pg_handle(pg_worker *w, const pg_config *cfg, const pg_daemon_info *info,
+	  const pg_conn *c)
+{
+	pg_deadline dl = pg_deadline_in(cfg->daemon.deadline_ms);
+	char err[256], reason[512], namebuf[4096], host[256];
+	struct passwd pw, *pwp = NULL;
+	json_t *doc = NULL;
+	pg_proto_req pr;
+	pg_request req;
+	char *line = NULL;
+	size_t len = 0;
+	pg_err e;
+
+	e = pg_proto_read_line(c->fd, PG_PROTO_MAX,
+			       (int)pg_deadline_left(dl), &line, &len);
+	if (e != PG_OK) {
+		answer_simple(c->fd, "error", -1, e == PG_ETIMEOUT ?
+			      "no complete request line before the deadline" :
+			      "request is not one line of at most 64 KiB",
+			      pg_err_exit(PG_EUSAGE), dl);
+		goto out;
+	}
+	e = pg_proto_decode_req(line, len, &doc, &pr, err, sizeof(err));
+	if (e != PG_OK) {
+		snprintf(reason, sizeof(reason), "bad request: %s", err);
+		answer_simple(c->fd, "error", -1, reason, pg_err_exit(PG_EUSAGE),
+			      dl);
+		goto out;
+	}
+	if (pr.op == PG_OP_STATUS) {
+		status(cfg, info, c->fd, dl);
+		goto out;
+	}
+	if (pr.op == PG_OP_CHECK || pr.op == PG_OP_REVIEW) {
+		answer_simple(c->fd, "error", -1, "this pmpgated does not "
+			      "offer that operation", pg_err_exit(PG_EUSAGE), dl);
+		goto out;
+	}
+
+	/* Identity comes from the kernel; only root may name another user. */
+	if (getpwuid_r(c->uid, &pw, namebuf, sizeof(namebuf), &pwp) != 0 ||
+	    pwp == NULL) {
+		snprintf(reason, sizeof(reason), "uid %u has no user name on "
+			 "this host (R1 not-in-group)", (unsigned)c->uid);
+		answer_simple(c->fd, "deny", PG_R1, reason,
+			      pg_err_exit(PG_DENIED), dl);
+		goto out;
+	}
+	memset(&req, 0, sizeof(req));
+	req.user = pw.pw_name;
+	if (pr.user != NULL && strcmp(pr.user, pw.pw_name) != 0) {
+		if (c->uid == 0)
+			req.user = pr.user;
+		else
+			pg_log(LOG_WARNING, "uid %u (%s) named user %s: "
+			       "ignored, acting for %s", (unsigned)c->uid,
+			       pw.pw_name, pr.user, pw.pw_name);
+	}
+	if (gethostname(host, sizeof(host)) != 0)
+		snprintf(host, sizeof(host), "localhost");
+	host[sizeof(host) - 1] = '\0';
+	req.role = pr.role;
+	req.ticket = pr.ticket;
+	req.duration = pr.duration;
+	req.ctx.service = pr.service;
+	req.ctx.tty = pr.tty;
+	req.ctx.rhost = pr.rhost;
+	req.ctx.host = host;
+	req.ctx.uid = c->uid;
+	req.ctx.pid = c->pid;
+	access_request(w, cfg, &pr, &req, c->fd, dl);
+out:
+	json_decref(doc);
+	if (line != NULL) {
+		OPENSSL_cleanse(line, len);
+		free(line);
+	}
+}

@@ -1,0 +1,52 @@
+/*
+ * handler.h - one request, start to answer.
+ *
+ * A worker owns a pg_worker (its LDAP connection and HTTP handle, rebuilt
+ * when the configuration generation changes) and calls pg_handle() for
+ * each accepted connection: read one line within the deadline, decode it
+ * strictly, establish who is asking, gather, decide, issue, answer.
+ */
+#ifndef PMPGATED_HANDLER_H
+#define PMPGATED_HANDLER_H
+
+#include <sys/types.h>
+
+#include "../core/config.h"
+#include "../core/directory.h"
+#include "../core/http.h"
+
+typedef struct pg_worker {
+	int id;
+	pg_dir *dir;
+	pg_http *http;
+	unsigned gen;		/* the config generation dir was built for */
+} pg_worker;
+
+/* What the server knows about a connection. */
+typedef struct pg_conn {
+	int fd;
+	uid_t uid;
+	gid_t gid;
+	pid_t pid;
+} pg_conn;
+
+/* Process info for "status". */
+typedef struct pg_daemon_info {
+	const char *config_path;
+	int workers;
+	long started;		/* epoch seconds */
+} pg_daemon_info;
+
+/* Bring W up to date with CFG of generation GEN (rebuilding its
+ * directory connection when the generation changed).  0 or -1. */
+int pg_worker_bind(pg_worker *w, const pg_config *cfg, unsigned gen);
+void pg_worker_release(pg_worker *w);
+
+/* Serve one connection; does not close c->fd. */
+void pg_handle(pg_worker *w, const pg_config *cfg, const pg_daemon_info *info,
+	       const pg_conn *c);
+
+/* Answer "busy" without reading (the server is overloaded). */
+void pg_answer_busy(int fd, const char *why);
+
+#endif
