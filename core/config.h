@@ -105,7 +105,7 @@ typedef struct pg_config {
 		char *url;		/* required; contains "{ticket}"; https unless
 					   allow_plaintext */
 		char *id_pattern;	/* POSIX ERE, anchored by us; required */
-		regex_t id_re;		/* compiled "^(?:id_pattern)$" */
+		regex_t id_re;		/* compiled "^(id_pattern)$" (after compiling alone) */
 		char *token_file;	/* or NULL */
 		pg_tickets_auth auth;	/* default bearer with token_file, else none */
 		char *ca_file;		/* or NULL = system store */

@@ -16,6 +16,22 @@
  * field of the wrong type or with several values where one is expected ->
  * PG_EPROTO.  A document whose state field matches nothing (e.g.
  * ServiceNow's empty "result") is PG_ENOTFOUND.
+ *
+ * Fields (pg_ticket_from_json): state, requested_for, requester, role
+ * and category match at most one value, which must be a string (an
+ * object, array, number, boolean or null is PG_EPROTO); no match leaves
+ * the field NULL.  Approvers: every match is a string, or an array whose
+ * elements are all strings; at most PG_TICKET_MAX_APPROVERS in all.
+ * Window times: a string (timefmt.h) or a number of epoch seconds; no
+ * match leaves has_start/has_end 0; anything else (including "" and
+ * null) is PG_EPROTO.  Every string is at most PG_TICKET_STR_MAX bytes of
+ * valid UTF-8 without NUL or control characters (C0, DEL, C1).  Messages
+ * name the field and its pointer and show untrusted text escaped
+ * (\xNN), shortened to 64 bytes.
+ *
+ * Ticket ids: non-empty, at most PG_TICKET_ID_MAX bytes, printable ASCII
+ * without space (0x21-0x7e), not "." nor "..", and a whole match of
+ * id_pattern.
  */
 #ifndef PMPGATE_TICKETS_H
 #define PMPGATE_TICKETS_H
@@ -28,12 +44,17 @@
 #include "err.h"
 #include "http.h"
 
+#define PG_TICKET_ID_MAX 128		/* bytes of a ticket id */
+#define PG_TICKET_STR_MAX 256		/* bytes of a string field */
+#define PG_TICKET_MAX_APPROVERS 64	/* approver values per ticket */
+
 typedef struct pg_ticket {
 	char *id;
 	char *state;		/* NULL if absent */
 	char *requested_for;	/* name as the ticket system gives it */
 	char *requester;
-	pg_list approvers;	/* every approver value, in order */
+	pg_list approvers;	/* every approver value, in order (v is
+				   allocated and NULL-terminated, n may be 0) */
 	char *role;
 	char *category;
 	int has_start, has_end;
@@ -44,17 +65,28 @@ typedef struct pg_ticket {
 pg_err pg_ticket_id_check(const pg_config *cfg, const char *id, char *err,
 			  size_t errlen);
 
-/* Build a ticket from a parsed document with the field map (pure). */
+/* Build a ticket from a parsed document with the field map (pure).
+ * On error *out is empty (all NULL/0).  A field whose pointer is NULL is
+ * absent; a NULL field.state is PG_ECONFIG. */
 pg_err pg_ticket_from_json(const pg_config *cfg, const char *id, json_t *doc,
 			   pg_ticket *out, char *err, size_t errlen);
 
-/* Check the id, fetch, parse.  See the status mapping above. */
+/* Parse BODY (LEN bytes) with Jansson (JSON_REJECT_DUPLICATES; Jansson's
+ * own nesting limit) and build the ticket as pg_ticket_from_json does.
+ * JSON that does not parse is PG_EPROTO.  This is what pg_ticket_fetch
+ * does with a 200 answer. */
+pg_err pg_ticket_parse(const pg_config *cfg, const char *id, const char *body,
+		       size_t len, pg_ticket *out, char *err, size_t errlen);
+
+/* Check the id, fetch, parse.  See the status mapping above.  A bad id
+ * is PG_EINVAL and no request is made.  On error *out is empty. */
 pg_err pg_ticket_fetch(pg_http *h, const pg_config *cfg, const char *id,
 		       pg_deadline dl, pg_ticket *out, char *err, size_t errlen);
 
 /* Is STATE among approved_states (exact match)? */
 int pg_ticket_state_approved(const pg_config *cfg, const char *state);
 
+/* Free every member and zero *t; safe on an empty ticket. */
 void pg_ticket_free(pg_ticket *t);
 
 #endif
