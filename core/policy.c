@@ -251,7 +251,7 @@ rule_four_eyes(const pg_role_cfg *role, const pg_facts *f, pg_decision *d)
 		pass(d, PG_R4, "%d of %d required approvals count", have, need);
 		return;
 	}
-	if (unknowns > 0)
+	if (unknowns > 0 || f->dir_status != PG_OK)
 		return;		/* not established: R9 already fails */
 	if (have == 0 && requester > 0 && self == 0 && outsider == 0)
 		fail(d, PG_R4, "ticket %s was approved only by its requester",

@@ -114,6 +114,11 @@ static void m_dir_down(struct world *w)
 	w->f.for_user = PG_FACT_UNKNOWN;
 	w->ap[0].resolved = PG_EUNAVAIL;
 }
+static void m_dir_down_early(struct world *w)
+{
+	m_dir_down(w);
+	w->f.n_approvers = 0;	/* people never resolved */
+}
 static void m_membership_unknown(struct world *w) { w->f.in_group = PG_FACT_UNKNOWN; }
 static void m_conflict(struct world *w) { w->f.conflicts[0].member = PG_FACT_YES; }
 static void m_conflict_unknown(struct world *w) { w->f.conflicts[0].member = PG_FACT_UNKNOWN; }
@@ -184,6 +189,7 @@ static const struct tcase cases[] = {
 	{ "user not in directory", m_no_user, B(PG_R1), 0, PG_DENIED, "not in the directory" },
 	{ "user ambiguous", m_ambiguous, B(PG_R1), 0, PG_DENIED, "several directory entries" },
 	{ "directory down", m_dir_down, B(PG_R9), 0, PG_EUNAVAIL, "directory unavailable: ldaps://" },
+	{ "directory down before people", m_dir_down_early, B(PG_R9), 0, PG_EUNAVAIL, "directory unavailable" },
 	{ "membership unknown", m_membership_unknown, B(PG_R9), 0, PG_EUNAVAIL, "(R9 unavailable)" },
 	{ "conflicting groups", m_conflict, B(PG_R2), 0, PG_DENIED, "both procurement-manager and pmp-administrator" },
 	{ "conflict unknown", m_conflict_unknown, B(PG_R9), 0, PG_EUNAVAIL, "conflicting group" },
