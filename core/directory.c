@@ -1,0 +1,1810 @@
+/*
+ * directory.c - the LDAP directory through libldap; see directory.h.
+ *
+ * Connection: one LDAP handle per pg_dir.  The configured URIs are tried
+ * in order; each attempt (TCP connect, TLS, bind) is bounded by
+ * min([directory] timeout, request deadline).  TLS options are set on the
+ * handle itself (the CA file and no CA directory, certificate checking
+ * "demand", TLS >= 1.2) followed by LDAP_OPT_X_TLS_NEWCTX, so neither a
+ * global libldap context nor ldap.conf can widen what is trusted.  The
+ * TLS handshake, which libldap does not bound, is bounded by a watchdog
+ * (see struct watchdog).  When an operation finds the
+ * server gone (LDAP_SERVER_DOWN, LDAP_CONNECT_ERROR) the handle is
+ * dropped and the operation is retried once on a new connection, within
+ * the same deadline.  After a timeout the handle is dropped as well: an
+ * answer that arrives late must not be taken for the next one.
+ *
+ * Lookups: every filter value is escaped by ldap_bv2escaped_filter_value;
+ * searches ask for no attributes ("1.1") except where an entry's own
+ * memberOf values are read.  A group's member list is never read.
+ *
+ * Nesting: the walk goes upward from the user.  Level 1 is the groups
+ * that hold the user directly; level k+1 the groups that hold a group of
+ * level k.  max_depth bounds the number of nesting steps, so groups up to
+ * level max_depth + 1 are reached (max_depth = 1: a group inside the
+ * target group counts, a group two levels down does not).  A visited set
+ * of normalised DNs makes cycles harmless.  memberUid groups (posixGroup)
+ * hold user names, not DNs, and therefore cannot nest: with
+ * group_membership = memberUid only direct membership counts.
+ *
+ * The memberOf kind reads the memberOf values of the user's own entry
+ * and, when nesting, of each group's own entry (BFS, same bounds).
+ *
+ * Thread safety: a pg_dir is used by one thread at a time; there is no
+ * global state here.  libldap may write to a socket whose peer has gone:
+ * the process must ignore SIGPIPE.
+ */
+#include "directory.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <lber.h>
+#include <ldap.h>
+
+#include "secret.h"
+
+/* Longest user or ticket name looked up. */
+#define DIR_NAME_MAX 256
+
+/* A connection attempt that fails with less than this left of its budget
+ * is reported as a timeout. */
+#define DIR_TIMEOUT_SLACK_MS 20
+
+/*
+ * The connect watchdog.  libldap bounds the TCP connect (NETWORK_TIMEOUT)
+ * and every wait for a result (our ldap_result timeouts), but the TLS
+ * handshake of an ldaps:// connection (and the one after StartTLS) runs
+ * on a blocking socket with no timeout: a server that accepts and then
+ * says nothing would hold the caller forever.  While a connection is being
+ * set up, a watchdog thread holds a duplicate of its socket (taken in a
+ * libldap connect callback) and shuts the socket down when the attempt's
+ * budget runs out, which makes the blocked handshake fail at once.  The
+ * duplicate belongs to the watchdog, so the descriptor it shuts down can
+ * never be one that was closed and reused meanwhile.
+ */
+struct watchdog {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	pthread_t th;
+	int active;		/* a connection attempt is being watched */
+	int done;		/* the attempt finished: stop watching */
+	int expired;		/* the budget ran out */
+	int fired;		/* ... and the socket was shut down */
+	int fd;			/* our duplicate of the socket, or -1 */
+	pg_deadline until;
+};
+
+struct pg_dir {
+	const pg_config *cfg;
+	LDAP *ld;		/* NULL while not connected */
+	const char *uri;	/* the URI ld is connected to (in cfg) */
+	int retries;		/* reconnects left in the current call */
+	struct watchdog wd;
+	struct ldap_conncb cb;	/* must live as long as the handle */
+};
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static void
+ms_to_tv(int64_t ms, struct timeval *tv)
+{
+	if (ms < 1)
+		ms = 1;		/* 0 would mean "poll" or "forever" */
+	tv->tv_sec = (time_t)(ms / 1000);
+	tv->tv_usec = (suseconds_t)((ms % 1000) * 1000);
+}
+
+/* min(dl, now + [directory] timeout): the budget of one operation. */
+static pg_deadline
+op_deadline(const pg_dir *d, pg_deadline dl)
+{
+	return pg_deadline_in(pg_deadline_cap(dl, d->cfg->directory.timeout_ms));
+}
+
+static int
+is_down(int rc)
+{
+	return rc == LDAP_SERVER_DOWN || rc == LDAP_CONNECT_ERROR;
+}
+
+/* The handle's diagnostic message (for TLS errors), or "". */
+static void
+ld_diag(LDAP *ld, char *buf, size_t len)
+{
+	char *msg = NULL;
+
+	buf[0] = '\0';
+	if (ld != NULL &&
+	    ldap_get_option(ld, LDAP_OPT_DIAGNOSTIC_MESSAGE, &msg) ==
+	    LDAP_OPT_SUCCESS && msg != NULL && msg[0] != '\0')
+		snprintf(buf, len, msg[0] == '(' ? " %s" : " (%s)", msg);
+	if (msg != NULL)
+		ldap_memfree(msg);
+}
+
+/* A TLS setup that failed with a diagnostic from the TLS library: say
+ * so, and what the certificate is checked against. */
+static int
+set_tls_err(char *err, size_t errlen, const char *uri, const char *what,
+	    LDAP *ld, int rc, const char *ca_file)
+{
+	char diag[256];
+
+	ld_diag(ld, diag, sizeof(diag));
+	if (diag[0] == '\0')
+		return 0;
+	snprintf(err, errlen, "%s: %s: TLS handshake failed: %s%s; the server "
+		 "certificate must chain to %s and name the host of the URI",
+		 uri, what, ldap_err2string(rc), diag,
+		 ca_file ? ca_file : "the system CAs");
+	return 1;
+}
+
+/* err = "URI: WHAT: LDAP error string (diagnostic)". */
+static void
+set_ld_err(char *err, size_t errlen, const char *uri, const char *what,
+	   LDAP *ld, int rc)
+{
+	char diag[256];
+
+	ld_diag(ld, diag, sizeof(diag));
+	snprintf(err, errlen, "%s: %s: %s%s", uri ? uri : "directory", what,
+		 ldap_err2string(rc), diag);
+}
+
+static void
+dir_drop(pg_dir *d)
+{
+	if (d->ld != NULL)
+		ldap_unbind_ext_s(d->ld, NULL, NULL);
+	d->ld = NULL;
+	d->uri = NULL;
+}
+
+/* Is S valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF)? */
+static int
+utf8_valid(const unsigned char *s)
+{
+	while (*s) {
+		unsigned c = *s;
+		size_t n, i;
+		unsigned long cp;
+
+		if (c < 0x80) {
+			s++;
+			continue;
+		} else if ((c & 0xe0) == 0xc0) {
+			n = 1; cp = c & 0x1f;
+		} else if ((c & 0xf0) == 0xe0) {
+			n = 2; cp = c & 0x0f;
+		} else if ((c & 0xf8) == 0xf0) {
+			n = 3; cp = c & 0x07;
+		} else {
+			return 0;
+		}
+		for (i = 1; i <= n; i++) {
+			if ((s[i] & 0xc0) != 0x80)
+				return 0;
+			cp = (cp << 6) | (s[i] & 0x3f);
+		}
+		if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) ||
+		    (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
+		    (cp >= 0xd800 && cp <= 0xdfff))
+			return 0;
+		s += n + 1;
+	}
+	return 1;
+}
+
+/* A name that may be looked up: 1..256 bytes of UTF-8, no control
+ * characters.  WHAT names it in the message ("user name"). */
+static pg_err
+check_name(const char *s, const char *what, char *err, size_t errlen)
+{
+	size_t len;
+	const unsigned char *p;
+
+	if (s == NULL || s[0] == '\0') {
+		snprintf(err, errlen, "%s is empty", what);
+		return PG_EINVAL;
+	}
+	len = strnlen(s, DIR_NAME_MAX + 1);
+	if (len > DIR_NAME_MAX) {
+		snprintf(err, errlen, "%s is longer than %d bytes", what,
+			 DIR_NAME_MAX);
+		return PG_EINVAL;
+	}
+	for (p = (const unsigned char *)s; *p; p++) {
+		if (*p < 0x20 || *p == 0x7f) {
+			snprintf(err, errlen, "%s contains a control character",
+				 what);
+			return PG_EINVAL;
+		}
+	}
+	if (!utf8_valid((const unsigned char *)s)) {
+		snprintf(err, errlen, "%s is not valid UTF-8", what);
+		return PG_EINVAL;
+	}
+	return PG_OK;
+}
+
+/* An attribute description we may put in a filter (letters, digits, '-',
+ * '.', ';'), so that a config value cannot change a filter's shape. */
+static int
+attr_ok(const char *a)
+{
+	if (a == NULL || a[0] == '\0')
+		return 0;
+	for (; *a; a++)
+		if (!isalnum((unsigned char)*a) && *a != '-' && *a != '.' &&
+		    *a != ';')
+			return 0;
+	return 1;
+}
+
+/* *out = libldap's filter escape of VALUE (free with ber_memfree). */
+static pg_err
+escape_value(const char *value, char **out, char *err, size_t errlen)
+{
+	struct berval in, esc = { 0, NULL };
+
+	in.bv_val = (char *)value;
+	in.bv_len = strlen(value);
+	if (ldap_bv2escaped_filter_value(&in, &esc) != 0 || esc.bv_val == NULL) {
+		snprintf(err, errlen, "out of memory escaping a filter value");
+		return PG_ENOMEM;
+	}
+	*out = esc.bv_val;
+	return PG_OK;
+}
+
+/* *out = TEMPLATE with every "%u" replaced by VALUE escaped (free()). */
+static pg_err
+build_filter(const char *tmpl, const char *value, char **out, char *err,
+	     size_t errlen)
+{
+	char *esc = NULL, *buf = NULL;
+	const char *p;
+	size_t n = 0, elen, need = 1;
+	pg_err e;
+
+	*out = NULL;
+	e = escape_value(value, &esc, err, errlen);
+	if (e != PG_OK)
+		goto out;
+	elen = strlen(esc);
+	for (p = tmpl; *p; p++) {
+		if (p[0] == '%' && p[1] == 'u') {
+			need += elen;
+			p++;
+		} else {
+			need++;
+		}
+	}
+	buf = malloc(need);
+	if (buf == NULL) {
+		snprintf(err, errlen, "out of memory building a filter");
+		e = PG_ENOMEM;
+		goto out;
+	}
+	for (p = tmpl; *p; p++) {
+		if (p[0] == '%' && p[1] == 'u') {
+			memcpy(buf + n, esc, elen);
+			n += elen;
+			p++;
+		} else {
+			buf[n++] = *p;
+		}
+	}
+	buf[n] = '\0';
+	*out = buf;
+	buf = NULL;
+	e = PG_OK;
+out:
+	if (esc != NULL)
+		ber_memfree(esc);
+	free(buf);
+	return e;
+}
+
+/* "(ATTR=escaped VALUE)" (free()). */
+static pg_err
+attr_filter(const char *attr, const char *value, char **out, char *err,
+	    size_t errlen)
+{
+	char *esc = NULL;
+	pg_err e;
+	int n;
+
+	*out = NULL;
+	e = escape_value(value, &esc, err, errlen);
+	if (e != PG_OK)
+		return e;
+	n = asprintf(out, "(%s=%s)", attr, esc);
+	ber_memfree(esc);
+	if (n < 0) {
+		*out = NULL;
+		snprintf(err, errlen, "out of memory building a filter");
+		return PG_ENOMEM;
+	}
+	return PG_OK;
+}
+
+/* A normalised, lower-cased copy of DN for the visited set (free()). */
+static char *
+dn_key(const char *dn)
+{
+	char *norm = NULL, *k, *p;
+
+	if (ldap_dn_normalize(dn, LDAP_DN_FORMAT_LDAPV3, &norm,
+			      LDAP_DN_FORMAT_LDAPV3) == LDAP_SUCCESS &&
+	    norm != NULL) {
+		k = strdup(norm);
+		ldap_memfree(norm);
+	} else {
+		if (norm != NULL)
+			ldap_memfree(norm);
+		k = strdup(dn);
+	}
+	if (k != NULL)
+		for (p = k; *p; p++)
+			*p = (char)tolower((unsigned char)*p);
+	return k;
+}
+
+int
+pg_dn_equal(const char *a, const char *b)
+{
+	char *na = NULL, *nb = NULL;
+	int eq;
+
+	if (a == NULL || b == NULL)
+		return 0;
+	if (ldap_dn_normalize(a, LDAP_DN_FORMAT_LDAPV3, &na,
+			      LDAP_DN_FORMAT_LDAPV3) != LDAP_SUCCESS ||
+	    ldap_dn_normalize(b, LDAP_DN_FORMAT_LDAPV3, &nb,
+			      LDAP_DN_FORMAT_LDAPV3) != LDAP_SUCCESS ||
+	    na == NULL || nb == NULL)
+		eq = strcasecmp(a, b) == 0;
+	else
+		eq = strcasecmp(na, nb) == 0;
+	if (na != NULL)
+		ldap_memfree(na);
+	if (nb != NULL)
+		ldap_memfree(nb);
+	return eq;
+}
+
+/* ---- connect watchdog ------------------------------------------------------ */
+
+static void *
+wd_main(void *arg)
+{
+	struct watchdog *w = arg;
+	struct timespec ts;
+	int64_t until;
+
+	pthread_mutex_lock(&w->mu);
+	until = w->until;
+	ts.tv_sec = (time_t)(until / 1000);
+	ts.tv_nsec = (long)(until % 1000) * 1000000L;
+	while (!w->done) {
+		if (pthread_cond_timedwait(&w->cv, &w->mu, &ts) == ETIMEDOUT &&
+		    !w->done) {
+			w->expired = 1;
+			if (w->fd >= 0) {
+				shutdown(w->fd, SHUT_RDWR);
+				w->fired = 1;
+			}
+			break;
+		}
+	}
+	pthread_mutex_unlock(&w->mu);
+	return NULL;
+}
+
+/* libldap's connect callback: keep a duplicate of the new socket. */
+static int
+wd_conn_add(LDAP *ld, Sockbuf *sb, LDAPURLDesc *srv, struct sockaddr *addr,
+	    struct ldap_conncb *ctx)
+{
+	struct watchdog *w = ctx->lc_arg;
+	ber_socket_t fd = -1;
+	int rc = 0;
+
+	(void)ld;
+	(void)srv;
+	(void)addr;
+	pthread_mutex_lock(&w->mu);
+	if (w->active && !w->done) {
+		if (w->expired) {
+			rc = -1;	/* too late: fail this connection */
+		} else if (w->fd < 0 &&
+			   ber_sockbuf_ctrl(sb, LBER_SB_OPT_GET_FD, &fd) == 1 &&
+			   fd >= 0) {
+			w->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+		}
+	}
+	pthread_mutex_unlock(&w->mu);
+	return rc;
+}
+
+static void
+wd_conn_del(LDAP *ld, Sockbuf *sb, struct ldap_conncb *ctx)
+{
+	(void)ld;
+	(void)sb;
+	(void)ctx;
+}
+
+/* Watch a connection attempt until UNTIL.  Returns 0, or -1 when no
+ * thread could be started (the attempt then goes unwatched). */
+static int
+wd_start(struct watchdog *w, pg_deadline until)
+{
+	int rc;
+
+	w->active = 1;
+	w->done = w->expired = w->fired = 0;
+	w->fd = -1;
+	w->until = until;
+	rc = pthread_create(&w->th, NULL, wd_main, w);
+	if (rc != 0)
+		w->active = 0;
+	return rc == 0 ? 0 : -1;
+}
+
+/* Stop watching; returns whether the watchdog shut the socket down. */
+static int
+wd_stop(struct watchdog *w)
+{
+	int fired;
+
+	if (!w->active)
+		return 0;
+	pthread_mutex_lock(&w->mu);
+	w->done = 1;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	pthread_join(w->th, NULL);
+	fired = w->fired || w->expired;
+	if (w->fd >= 0)
+		close(w->fd);
+	w->fd = -1;
+	w->active = 0;
+	return fired;
+}
+
+/* ---- connection --------------------------------------------------------- */
+
+pg_dir *
+pg_dir_new(const pg_config *cfg)
+{
+	pthread_condattr_t ca;
+	int have_ca = 0, have_cv = 0, ok = 0;
+	pg_dir *d = NULL;
+
+	if (cfg == NULL)
+		goto out;
+	d = calloc(1, sizeof(*d));
+	if (d == NULL || pthread_condattr_init(&ca) != 0)
+		goto out;
+	have_ca = 1;
+	/* The watchdog waits on CLOCK_MONOTONIC, the clock of deadlines. */
+	if (pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0 ||
+	    pthread_cond_init(&d->wd.cv, &ca) != 0)
+		goto out;
+	have_cv = 1;
+	if (pthread_mutex_init(&d->wd.mu, NULL) != 0)
+		goto out;
+	d->cfg = cfg;
+	d->wd.fd = -1;
+	d->cb.lc_add = wd_conn_add;
+	d->cb.lc_del = wd_conn_del;
+	d->cb.lc_arg = &d->wd;
+	ok = 1;
+out:
+	if (have_ca)
+		pthread_condattr_destroy(&ca);
+	if (!ok && d != NULL) {
+		if (have_cv)
+			pthread_cond_destroy(&d->wd.cv);
+		free(d);
+		d = NULL;
+	}
+	return d;
+}
+
+void
+pg_dir_free(pg_dir *d)
+{
+	if (d == NULL)
+		return;
+	dir_drop(d);
+	pthread_mutex_destroy(&d->wd.mu);
+	pthread_cond_destroy(&d->wd.cv);
+	free(d);
+}
+
+enum uri_kind { URI_BAD, URI_LDAPS, URI_LDAP };
+
+static enum uri_kind
+uri_kind(const char *uri)
+{
+	if (strncasecmp(uri, "ldaps://", 8) == 0)
+		return URI_LDAPS;
+	if (strncasecmp(uri, "ldap://", 7) == 0)
+		return URI_LDAP;
+	return URI_BAD;
+}
+
+/* Options of a fresh handle; BUDGET_MS bounds network waits. */
+static int
+set_options(LDAP *ld, const pg_config *cfg, int tls, int64_t budget_ms,
+	    const char **what)
+{
+	int v3 = LDAP_VERSION3, demand = LDAP_OPT_X_TLS_DEMAND;
+	int tlsmin = LDAP_OPT_X_TLS_PROTOCOL_TLS1_2, server = 0;
+	struct timeval tv;
+	int rc;
+
+	ms_to_tv(budget_ms, &tv);
+	*what = "setting options";
+	if ((rc = ldap_set_option(ld, LDAP_OPT_PROTOCOL_VERSION, &v3)) != 0 ||
+	    (rc = ldap_set_option(ld, LDAP_OPT_REFERRALS, LDAP_OPT_OFF)) != 0 ||
+	    (rc = ldap_set_option(ld, LDAP_OPT_RESTART, LDAP_OPT_ON)) != 0 ||
+	    (rc = ldap_set_option(ld, LDAP_OPT_NETWORK_TIMEOUT, &tv)) != 0 ||
+	    (rc = ldap_set_option(ld, LDAP_OPT_TIMEOUT, &tv)) != 0)
+		return rc;
+	if (!tls)
+		return LDAP_SUCCESS;
+	*what = "setting TLS options";
+	/* Only the configured CA: drop any CA directory, client certificate
+	 * or key that ldap.conf, .ldaprc or LDAPTLS_* may have set. */
+	if ((rc = ldap_set_option(ld, LDAP_OPT_X_TLS_CACERTDIR, NULL)) != 0 ||
+	    (rc = ldap_set_option(ld, LDAP_OPT_X_TLS_CERTFILE, NULL)) != 0 ||
+	    (rc = ldap_set_option(ld, LDAP_OPT_X_TLS_KEYFILE, NULL)) != 0)
+		return rc;
+	if (cfg->directory.ca_file != NULL &&
+	    (rc = ldap_set_option(ld, LDAP_OPT_X_TLS_CACERTFILE,
+				  cfg->directory.ca_file)) != 0)
+		return rc;
+	if ((rc = ldap_set_option(ld, LDAP_OPT_X_TLS_REQUIRE_CERT,
+				  &demand)) != 0 ||
+	    (rc = ldap_set_option(ld, LDAP_OPT_X_TLS_PROTOCOL_MIN,
+				  &tlsmin)) != 0)
+		return rc;
+	*what = "creating the TLS context";
+	return ldap_set_option(ld, LDAP_OPT_X_TLS_NEWCTX, &server);
+}
+
+/* Refresh the handle's timeouts to what is left of ADL. */
+static void
+set_timeouts(LDAP *ld, pg_deadline adl)
+{
+	struct timeval tv;
+
+	ms_to_tv(pg_deadline_left(adl), &tv);
+	ldap_set_option(ld, LDAP_OPT_NETWORK_TIMEOUT, &tv);
+	ldap_set_option(ld, LDAP_OPT_TIMEOUT, &tv);
+}
+
+/* Simple bind as bind_dn with the password from its file, wiped after. */
+static pg_err
+dir_bind(LDAP *ld, const pg_config *cfg, const char *uri, pg_deadline adl,
+	 char *err, size_t errlen)
+{
+	pg_secret pw = { NULL, 0 };
+	struct berval cred;
+	struct timeval tv;
+	LDAPMessage *res = NULL;
+	int rc, lrc = LDAP_OTHER, msgid = -1, r;
+	char *diag = NULL;
+	pg_err e;
+
+	e = pg_secret_read_file(cfg->directory.bind_password_file, &pw, err,
+				errlen);
+	if (e != PG_OK)
+		goto out;
+	if (pw.buf == NULL || pw.len == 0) {
+		snprintf(err, errlen, "%s: bind password file is empty",
+			 cfg->directory.bind_password_file);
+		e = PG_ECONFIG;
+		goto out;
+	}
+	cred.bv_val = pw.buf;
+	cred.bv_len = pw.len;
+	set_timeouts(ld, adl);
+	rc = ldap_sasl_bind(ld, cfg->directory.bind_dn, LDAP_SASL_SIMPLE, &cred,
+			    NULL, NULL, &msgid);
+	pg_secret_wipe(&pw);
+	if (rc != LDAP_SUCCESS) {
+		set_ld_err(err, errlen, uri, "bind", ld, rc);
+		e = PG_EUNAVAIL;
+		goto out;
+	}
+	ms_to_tv(pg_deadline_left(adl), &tv);
+	r = ldap_result(ld, msgid, LDAP_MSG_ALL, &tv, &res);
+	if (r == 0) {
+		snprintf(err, errlen, "%s: bind: no answer in time", uri);
+		e = PG_ETIMEOUT;
+		goto out;
+	}
+	if (r < 0) {
+		ldap_get_option(ld, LDAP_OPT_RESULT_CODE, &rc);
+		set_ld_err(err, errlen, uri, "bind", ld, rc);
+		e = PG_EUNAVAIL;
+		goto out;
+	}
+	rc = ldap_parse_result(ld, res, &lrc, NULL, &diag, NULL, NULL, 0);
+	if (rc != LDAP_SUCCESS || lrc != LDAP_SUCCESS) {
+		snprintf(err, errlen, "%s: bind as %s: %s%s%s%s", uri,
+			 cfg->directory.bind_dn,
+			 ldap_err2string(rc != LDAP_SUCCESS ? rc : lrc),
+			 diag && *diag ? " (" : "", diag && *diag ? diag : "",
+			 diag && *diag ? ")" : "");
+		e = PG_EUNAVAIL;
+		goto out;
+	}
+	e = PG_OK;
+out:
+	pg_secret_wipe(&pw);
+	if (diag != NULL)
+		ldap_memfree(diag);
+	if (res != NULL)
+		ldap_msgfree(res);
+	return e;
+}
+
+/* One URI: handle, options, connect (+ TLS), StartTLS, bind; the whole
+ * attempt is bounded by min([directory] timeout, DL).  *local is set when
+ * the failure has nothing to do with this URI (another would fail too). */
+static pg_err
+dir_connect_one(pg_dir *d, const char *uri, pg_deadline dl, int *local,
+		char *err, size_t errlen)
+{
+	const pg_config *cfg = d->cfg;
+	enum uri_kind kind = uri_kind(uri);
+	int starttls = kind == URI_LDAP && cfg->directory.starttls;
+	int tls = kind == URI_LDAPS || starttls;
+	pg_deadline adl = op_deadline(d, dl);
+	int64_t budget = pg_deadline_left(adl);
+	const char *what = "", *step = "connect";
+	LDAP *ld = NULL;
+	int rc;
+	pg_err e;
+
+	if (kind == URI_BAD) {
+		snprintf(err, errlen, "%s: not an ldap:// or ldaps:// URI", uri);
+		e = PG_ECONFIG;
+		goto out;
+	}
+	if (kind == URI_LDAP && !starttls && !cfg->directory.allow_plaintext) {
+		snprintf(err, errlen, "%s: plain ldap:// refused (use ldaps://, "
+			 "starttls = yes, or allow_plaintext = yes)", uri);
+		e = PG_ECONFIG;
+		goto out;
+	}
+	if (tls && cfg->directory.ca_file == NULL &&
+	    !cfg->directory.allow_plaintext) {
+		snprintf(err, errlen, "%s: TLS needs [directory] ca_file", uri);
+		e = PG_ECONFIG;
+		goto out;
+	}
+	rc = ldap_initialize(&ld, uri);
+	if (rc != LDAP_SUCCESS) {
+		snprintf(err, errlen, "%s: %s", uri, ldap_err2string(rc));
+		e = rc == LDAP_NO_MEMORY ? PG_ENOMEM : PG_ECONFIG;
+		*local = rc == LDAP_NO_MEMORY;
+		goto out;
+	}
+	rc = set_options(ld, cfg, tls, budget, &what);
+	if (rc == LDAP_OPT_SUCCESS) {
+		what = "setting the connect callback";
+		rc = ldap_set_option(ld, LDAP_OPT_CONNECT_CB, &d->cb);
+	}
+	if (rc != LDAP_OPT_SUCCESS) {
+		set_ld_err(err, errlen, uri, what, ld, rc);
+		e = PG_EUNAVAIL;
+		goto out;
+	}
+	if (wd_start(&d->wd, adl) != 0) {
+		snprintf(err, errlen, "%s: cannot start the connect watchdog",
+			 uri);
+		e = PG_EINTERNAL;
+		*local = 1;
+		goto out;
+	}
+	step = kind == URI_LDAPS ? "connect (TLS)" : "connect";
+	rc = ldap_connect(ld);
+	if (rc != LDAP_SUCCESS) {
+		if (kind != URI_LDAPS ||
+		    !set_tls_err(err, errlen, uri, step, ld, rc,
+				 cfg->directory.ca_file))
+			set_ld_err(err, errlen, uri, step, ld, rc);
+		e = pg_deadline_left(adl) <= DIR_TIMEOUT_SLACK_MS ?
+			PG_ETIMEOUT : PG_EUNAVAIL;
+		goto out;
+	}
+	if (starttls) {
+		step = "StartTLS";
+		set_timeouts(ld, adl);
+		rc = ldap_start_tls_s(ld, NULL, NULL);
+		if (rc != LDAP_SUCCESS) {
+			if (rc == LDAP_TIMEOUT || is_down(rc) == 0 ||
+			    !set_tls_err(err, errlen, uri, step, ld, rc,
+					 cfg->directory.ca_file))
+				set_ld_err(err, errlen, uri, step, ld, rc);
+			e = (rc == LDAP_TIMEOUT ||
+			     pg_deadline_left(adl) <= DIR_TIMEOUT_SLACK_MS) ?
+				PG_ETIMEOUT : PG_EUNAVAIL;
+			goto out;
+		}
+	}
+	if (cfg->directory.bind_dn != NULL) {
+		step = "bind";
+		e = dir_bind(ld, cfg, uri, adl, err, errlen);
+		/* The password file is the same for every URI. */
+		*local = e == PG_ECONFIG || e == PG_ENOMEM;
+		if (e != PG_OK)
+			goto out;
+	}
+	e = PG_OK;
+out:
+	if (wd_stop(&d->wd)) {
+		snprintf(err, errlen, "%s: %s: no answer within %lld ms", uri,
+			 step, (long long)budget);
+		e = PG_ETIMEOUT;
+	}
+	if (e == PG_OK) {
+		dir_drop(d);
+		d->ld = ld;
+		d->uri = uri;
+		ld = NULL;
+	}
+	if (ld != NULL)
+		ldap_unbind_ext_s(ld, NULL, NULL);
+	return e;
+}
+
+/* Connect to the first URI that works.  On failure err lists every URI's
+ * error; the result is PG_ECONFIG when every URI was refused by the
+ * configuration, PG_ETIMEOUT when the deadline passed or every attempt
+ * timed out, else PG_EUNAVAIL.  A failure that is not about the server
+ * (the bind password file, memory) ends the loop at once. */
+static pg_err
+dir_connect(pg_dir *d, pg_deadline dl, char *err, size_t errlen)
+{
+	const pg_list *uris = &d->cfg->directory.uri;
+	char one[512];
+	size_t i, used = 0, tried = 0, n_config = 0, n_timeout = 0;
+	pg_err e = PG_EUNAVAIL;
+
+	dir_drop(d);
+	err[0] = '\0';
+	if (uris->n == 0) {
+		snprintf(err, errlen, "no [directory] uri configured");
+		return PG_ECONFIG;
+	}
+	for (i = 0; i < uris->n && pg_deadline_left(dl) > 0; i++) {
+		int local = 0;
+
+		tried++;
+		one[0] = '\0';
+		e = dir_connect_one(d, uris->v[i], dl, &local, one, sizeof(one));
+		if (e == PG_OK)
+			return PG_OK;
+		if (local) {
+			snprintf(err, errlen, "%s", one);
+			return e;
+		}
+		if (e == PG_ECONFIG)
+			n_config++;
+		if (e == PG_ETIMEOUT)
+			n_timeout++;
+		if (used < errlen) {
+			int k = snprintf(err + used, errlen - used, "%s%s",
+					 used ? "; " : "", one);
+			if (k > 0)
+				used += (size_t)k;
+		}
+	}
+	if (tried < uris->n || pg_deadline_left(dl) == 0) {
+		if (used < errlen)
+			snprintf(err + used, errlen - used, "%sdeadline passed",
+				 used ? "; " : "");
+		return PG_ETIMEOUT;
+	}
+	if (n_config == tried)
+		return PG_ECONFIG;
+	if (n_timeout == tried)
+		return PG_ETIMEOUT;
+	return PG_EUNAVAIL;
+}
+
+/* ---- requests ------------------------------------------------------------ */
+
+enum req_kind { REQ_SEARCH, REQ_COMPARE };
+
+struct req {
+	enum req_kind kind;
+	const char *base;	/* search base or compare DN */
+	int scope;
+	const char *filter;
+	char **attrs;
+	int sizelimit;
+	const char *attr;	/* compare */
+	const char *value;	/* compare */
+};
+
+/*
+ * Run one request to completion, connecting first when needed and
+ * reconnecting once when the server has gone.  On PG_OK *lrc is the
+ * LDAP result code and *res the whole answer (ldap_msgfree()); the
+ * caller decides what the code means.
+ */
+static pg_err
+dir_request(pg_dir *d, const struct req *rq, pg_deadline dl,
+	    LDAPMessage **res, int *lrc, char *err, size_t errlen)
+{
+	struct berval val;
+	struct timeval tv;
+	pg_deadline adl;
+	int64_t budget;
+	int rc, msgid, r;
+	pg_err e;
+
+	*res = NULL;
+	*lrc = LDAP_OTHER;
+	for (;;) {
+		if (pg_deadline_left(dl) == 0) {
+			snprintf(err, errlen, "directory: deadline passed");
+			return PG_ETIMEOUT;
+		}
+		if (d->ld == NULL) {
+			e = dir_connect(d, dl, err, errlen);
+			if (e != PG_OK)
+				return e;
+		}
+		adl = op_deadline(d, dl);
+		budget = pg_deadline_left(adl);
+		set_timeouts(d->ld, adl);
+		ms_to_tv(budget, &tv);
+		msgid = -1;
+		if (rq->kind == REQ_SEARCH) {
+			rc = ldap_search_ext(d->ld, rq->base, rq->scope,
+					     rq->filter, rq->attrs, 0, NULL,
+					     NULL, &tv, rq->sizelimit, &msgid);
+		} else {
+			val.bv_val = (char *)rq->value;
+			val.bv_len = strlen(rq->value);
+			rc = ldap_compare_ext(d->ld, rq->base, rq->attr, &val,
+					      NULL, NULL, &msgid);
+		}
+		if (rc == LDAP_SUCCESS) {
+			r = ldap_result(d->ld, msgid, LDAP_MSG_ALL, &tv, res);
+			if (r == 0) {
+				snprintf(err, errlen, "%s: %s: no answer within "
+					 "%lld ms", d->uri, rq->kind == REQ_SEARCH
+					 ? "search" : "compare", (long long)budget);
+				dir_drop(d);
+				return PG_ETIMEOUT;
+			}
+			if (r > 0) {
+				rc = ldap_parse_result(d->ld, *res, lrc, NULL,
+						       NULL, NULL, NULL, 0);
+				if (rc == LDAP_SUCCESS)
+					return PG_OK;
+			} else if (ldap_get_option(d->ld, LDAP_OPT_RESULT_CODE,
+						   &rc) != LDAP_OPT_SUCCESS ||
+				   rc == LDAP_SUCCESS) {
+				rc = LDAP_OTHER;
+			}
+			if (*res != NULL) {
+				ldap_msgfree(*res);
+				*res = NULL;
+			}
+		}
+		if (rc == LDAP_TIMEOUT) {
+			snprintf(err, errlen, "%s: no answer within %lld ms",
+				 d->uri, (long long)budget);
+			dir_drop(d);
+			return PG_ETIMEOUT;
+		}
+		if (is_down(rc) && d->retries > 0) {
+			d->retries--;
+			dir_drop(d);
+			continue;
+		}
+		set_ld_err(err, errlen, d->uri, rq->kind == REQ_SEARCH ?
+			   "search" : "compare", d->ld, rc);
+		if (is_down(rc))
+			dir_drop(d);
+		return PG_EUNAVAIL;
+	}
+}
+
+/* Describe an unexpected LDAP result code of a request on BASE. */
+static pg_err
+bad_result(pg_dir *d, const char *what, const char *base, int lrc,
+	   char *err, size_t errlen)
+{
+	snprintf(err, errlen, "%s: %s %s: %s", d->uri ? d->uri : "directory",
+		 what, base, ldap_err2string(lrc));
+	if (lrc == LDAP_FILTER_ERROR)
+		return PG_ECONFIG;
+	if (lrc == LDAP_TIMELIMIT_EXCEEDED)
+		return PG_ETIMEOUT;
+	return PG_EUNAVAIL;
+}
+
+/*
+ * Search under base with FILTER, no attributes, SIZELIMIT (0 = server
+ * limit).  *count = entries seen; *dn (when non-NULL) = the first one's
+ * DN (free()).
+ */
+static pg_err
+search_dns(pg_dir *d, const char *filter, int sizelimit, pg_deadline dl,
+	   int *count, char **dn, char ***all, size_t *n_all, char *err,
+	   size_t errlen)
+{
+	char *no_attrs[] = { LDAP_NO_ATTRS, NULL };
+	struct req rq = { REQ_SEARCH, d->cfg->directory.base, LDAP_SCOPE_SUBTREE,
+			  filter, no_attrs, sizelimit, NULL, NULL };
+	LDAPMessage *res = NULL, *m;
+	char **list = NULL;
+	size_t n = 0;
+	int lrc;
+	pg_err e;
+
+	*count = 0;
+	if (dn != NULL)
+		*dn = NULL;
+	e = dir_request(d, &rq, dl, &res, &lrc, err, errlen);
+	if (e != PG_OK)
+		goto out;
+	if (lrc != LDAP_SUCCESS && lrc != LDAP_SIZELIMIT_EXCEEDED) {
+		e = bad_result(d, "search under", rq.base, lrc, err, errlen);
+		goto out;
+	}
+	for (m = ldap_first_entry(d->ld, res); m != NULL;
+	     m = ldap_next_entry(d->ld, m)) {
+		char *s = ldap_get_dn(d->ld, m), *c;
+
+		(*count)++;
+		if (s == NULL)
+			continue;
+		c = strdup(s);
+		ldap_memfree(s);
+		if (c == NULL) {
+			snprintf(err, errlen, "out of memory");
+			e = PG_ENOMEM;
+			goto out;
+		}
+		if (dn != NULL && *dn == NULL) {
+			*dn = c;
+			continue;
+		}
+		if (all != NULL) {
+			char **nl = realloc(list, (n + 1) * sizeof(*nl));
+
+			if (nl == NULL) {
+				free(c);
+				snprintf(err, errlen, "out of memory");
+				e = PG_ENOMEM;
+				goto out;
+			}
+			list = nl;
+			list[n++] = c;
+			continue;
+		}
+		free(c);
+	}
+	/* More entries than the limit: the server said so. */
+	if (lrc == LDAP_SIZELIMIT_EXCEEDED && sizelimit > 0 &&
+	    *count <= sizelimit)
+		*count = sizelimit + 1;
+	if (all != NULL) {
+		*all = list;
+		*n_all = n;
+		list = NULL;
+		n = 0;
+	}
+	e = PG_OK;
+out:
+	if (e != PG_OK && dn != NULL) {
+		free(*dn);
+		*dn = NULL;
+	}
+	while (n > 0)
+		free(list[--n]);
+	free(list);
+	if (res != NULL)
+		ldap_msgfree(res);
+	return e;
+}
+
+/* Compare ATTR=VALUE on DN: *result 1 true, 0 false, -1 no such entry. */
+static pg_err
+compare(pg_dir *d, const char *dn, const char *attr, const char *value,
+	pg_deadline dl, int *result, char *err, size_t errlen)
+{
+	struct req rq = { REQ_COMPARE, dn, 0, NULL, NULL, 0, attr, value };
+	LDAPMessage *res = NULL;
+	int lrc;
+	pg_err e;
+
+	*result = 0;
+	e = dir_request(d, &rq, dl, &res, &lrc, err, errlen);
+	if (e != PG_OK)
+		goto out;
+	switch (lrc) {
+	case LDAP_COMPARE_TRUE:
+		*result = 1;
+		break;
+	case LDAP_COMPARE_FALSE:
+	case LDAP_NO_SUCH_ATTRIBUTE:
+	case LDAP_UNDEFINED_TYPE:
+		*result = 0;
+		break;
+	case LDAP_NO_SUCH_OBJECT:
+		*result = -1;
+		break;
+	case LDAP_INVALID_DN_SYNTAX:
+		snprintf(err, errlen, "%s: compare on %s: %s", d->uri, dn,
+			 ldap_err2string(lrc));
+		e = PG_EINVAL;
+		break;
+	default:
+		e = bad_result(d, "compare on", dn, lrc, err, errlen);
+		break;
+	}
+out:
+	if (res != NULL)
+		ldap_msgfree(res);
+	return e;
+}
+
+/*
+ * The memberOf values of entry DN (read from DN's own entry).  *found = 0
+ * when DN does not exist.  *vals = strdup'd values, *n their number.
+ */
+static pg_err
+read_memberof(pg_dir *d, const char *dn, pg_deadline dl, int *found,
+	      char ***vals, size_t *n, char *err, size_t errlen)
+{
+	char *attrs[] = { "memberOf", NULL };
+	struct req rq = { REQ_SEARCH, dn, LDAP_SCOPE_BASE, "(objectClass=*)",
+			  attrs, 1, NULL, NULL };
+	LDAPMessage *res = NULL, *ent;
+	struct berval **bv = NULL;
+	char **out = NULL;
+	size_t k = 0, cnt;
+	int lrc;
+	pg_err e;
+
+	*found = 0;
+	*vals = NULL;
+	*n = 0;
+	e = dir_request(d, &rq, dl, &res, &lrc, err, errlen);
+	if (e != PG_OK)
+		goto out;
+	if (lrc == LDAP_NO_SUCH_OBJECT)
+		goto out;
+	if (lrc != LDAP_SUCCESS) {
+		e = bad_result(d, "reading memberOf of", dn, lrc, err, errlen);
+		goto out;
+	}
+	ent = ldap_first_entry(d->ld, res);
+	if (ent == NULL)
+		goto out;
+	*found = 1;
+	bv = ldap_get_values_len(d->ld, ent, "memberOf");
+	cnt = bv ? (size_t)ldap_count_values_len(bv) : 0;
+	if (cnt == 0)
+		goto out;
+	out = calloc(cnt, sizeof(*out));
+	if (out == NULL) {
+		snprintf(err, errlen, "out of memory");
+		e = PG_ENOMEM;
+		goto out;
+	}
+	for (k = 0; k < cnt; k++) {
+		out[k] = strndup(bv[k]->bv_val, bv[k]->bv_len);
+		if (out[k] == NULL) {
+			snprintf(err, errlen, "out of memory");
+			e = PG_ENOMEM;
+			goto out;
+		}
+	}
+	*vals = out;
+	*n = cnt;
+	out = NULL;
+out:
+	if (out != NULL) {
+		while (k > 0)
+			free(out[--k]);
+		free(out);
+	}
+	if (bv != NULL)
+		ldap_value_free_len(bv);
+	if (res != NULL)
+		ldap_msgfree(res);
+	return e;
+}
+
+/* ---- public: users --------------------------------------------------------- */
+
+pg_err
+pg_dir_find_user(pg_dir *d, const char *user, pg_deadline dl, char **dn,
+		 char *err, size_t errlen)
+{
+	const char *tmpl;
+	char *filter = NULL;
+	int count = 0;
+	pg_err e;
+
+	if (dn != NULL)
+		*dn = NULL;
+	if (d == NULL || dn == NULL) {
+		snprintf(err, errlen, "directory: bad arguments");
+		return PG_EINTERNAL;
+	}
+	d->retries = 1;
+	e = check_name(user, "user name", err, errlen);
+	if (e != PG_OK)
+		goto out;
+	tmpl = d->cfg->directory.user_filter ? d->cfg->directory.user_filter
+		: "(&(objectClass=posixAccount)(uid=%u))";
+	e = build_filter(tmpl, user, &filter, err, errlen);
+	if (e != PG_OK)
+		goto out;
+	e = search_dns(d, filter, 2, dl, &count, dn, NULL, NULL, err, errlen);
+	if (e != PG_OK)
+		goto out;
+	if (count == 0) {
+		snprintf(err, errlen, "user %s not found in the directory",
+			 user);
+		e = PG_ENOTFOUND;
+	} else if (count > 1) {
+		snprintf(err, errlen, "user %s matches more than one directory "
+			 "entry", user);
+		e = PG_EAMBIGUOUS;
+	} else if (*dn == NULL) {
+		snprintf(err, errlen, "user %s: entry without a DN", user);
+		e = PG_EPROTO;
+	}
+out:
+	if (e != PG_OK) {
+		free(*dn);
+		*dn = NULL;
+	}
+	free(filter);
+	return e;
+}
+
+/* ---- public: membership ---------------------------------------------------- */
+
+void
+pg_dir_path_free(pg_dir_path *p)
+{
+	size_t i;
+
+	if (p == NULL)
+		return;
+	for (i = 0; i < p->n; i++)
+		free(p->dn[i]);
+	free(p->dn);
+	p->dn = NULL;
+	p->n = 0;
+}
+
+/* The nodes of an upward walk: a group, the node it was reached from,
+ * and its key in the visited set. */
+struct node {
+	char *dn;
+	char *key;
+	long parent;		/* index, -1 for the start */
+};
+
+struct walk {
+	struct node *v;
+	size_t n, cap;
+};
+
+static void
+walk_free(struct walk *w)
+{
+	size_t i;
+
+	for (i = 0; i < w->n; i++) {
+		free(w->v[i].dn);
+		free(w->v[i].key);
+	}
+	free(w->v);
+	w->v = NULL;
+	w->n = w->cap = 0;
+}
+
+static int
+walk_seen(const struct walk *w, const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < w->n; i++)
+		if (strcmp(w->v[i].key, key) == 0)
+			return 1;
+	return 0;
+}
+
+/* Add DN (taken over) reached from PARENT unless visited.  *added = 1
+ * when it was new. */
+static pg_err
+walk_add(struct walk *w, char *dn, long parent, int *added, char *err,
+	 size_t errlen)
+{
+	char *key = dn != NULL ? dn_key(dn) : NULL;
+
+	*added = 0;
+	if (key == NULL)
+		goto nomem;
+	if (walk_seen(w, key)) {
+		free(key);
+		free(dn);
+		return PG_OK;
+	}
+	if (w->n == w->cap) {
+		size_t ncap = w->cap ? w->cap * 2 : 16;
+		struct node *nv = realloc(w->v, ncap * sizeof(*nv));
+
+		if (nv == NULL)
+			goto nomem;
+		w->v = nv;
+		w->cap = ncap;
+	}
+	w->v[w->n].dn = dn;
+	w->v[w->n].key = key;
+	w->v[w->n].parent = parent;
+	w->n++;
+	*added = 1;
+	return PG_OK;
+nomem:
+	free(key);
+	free(dn);
+	snprintf(err, errlen, "out of memory");
+	return PG_ENOMEM;
+}
+
+/* path = the groups from the user's direct group up to node AT; the start
+ * node (the user, when it is in the walk) is left out. */
+static pg_err
+walk_path(const struct walk *w, size_t at, int skip_root, pg_dir_path *path,
+	  char *err, size_t errlen)
+{
+	size_t n = 0, i;
+	long j;
+
+	if (path == NULL)
+		return PG_OK;
+	for (j = (long)at; j >= 0; j = w->v[j].parent)
+		n++;
+	if (skip_root)
+		n--;
+	path->dn = calloc(n ? n : 1, sizeof(*path->dn));
+	if (path->dn == NULL)
+		goto nomem;
+	path->n = n;
+	for (i = n, j = (long)at; i > 0; j = w->v[j].parent) {
+		path->dn[--i] = strdup(w->v[j].dn);
+		if (path->dn[i] == NULL)
+			goto nomem;
+	}
+	return PG_OK;
+nomem:
+	pg_dir_path_free(path);
+	snprintf(err, errlen, "out of memory");
+	return PG_ENOMEM;
+}
+
+static pg_err
+path_one(pg_dir_path *path, const char *dn, char *err, size_t errlen)
+{
+	if (path == NULL)
+		return PG_OK;
+	path->dn = calloc(1, sizeof(*path->dn));
+	if (path->dn != NULL)
+		path->dn[0] = strdup(dn);
+	if (path->dn == NULL || path->dn[0] == NULL) {
+		free(path->dn);
+		path->dn = NULL;
+		snprintf(err, errlen, "out of memory");
+		return PG_ENOMEM;
+	}
+	path->n = 1;
+	return PG_OK;
+}
+
+/* The number of walk levels: 1 (direct) plus max_depth nesting steps. */
+static int
+walk_levels(const pg_dir *d)
+{
+	return d->cfg->directory.nested_groups ?
+		d->cfg->directory.max_depth + 1 : 1;
+}
+
+/*
+ * Add the group DNs in LIST (taken over, LIST freed) reached from node
+ * FROM; *hit = the index of the target group (whose dn_key is TARGET)
+ * when it was reached, else -1.
+ */
+static pg_err
+walk_add_all(struct walk *w, char **list, size_t n, long from,
+	     const char *target, long *hit, char *err, size_t errlen)
+{
+	size_t k;
+	int added;
+	pg_err e = PG_OK;
+
+	for (k = 0; k < n; k++) {
+		char *g = list[k];
+
+		list[k] = NULL;
+		if (e != PG_OK || *hit >= 0) {
+			free(g);
+			continue;
+		}
+		e = walk_add(w, g, from, &added, err, errlen);
+		if (e == PG_OK && added && strcmp(w->v[w->n - 1].key,
+						  target) == 0)
+			*hit = (long)(w->n - 1);
+	}
+	free(list);
+	return e;
+}
+
+/* member / uniqueMember: a compare on the group, then the upward walk:
+ * at each level, a search for the groups whose ATTR holds the DN. */
+static pg_err
+member_by_dn(pg_dir *d, const char *attr, const char *user_dn,
+	     const char *group_dn, pg_dir_path *path, pg_deadline dl,
+	     char *err, size_t errlen)
+{
+	struct walk w = { NULL, 0, 0 };
+	char *target = NULL;
+	size_t lo, hi, i;
+	long hit = -1;
+	int result, level, added, count;
+	pg_err e;
+
+	e = compare(d, group_dn, attr, user_dn, dl, &result, err, errlen);
+	if (e != PG_OK)
+		goto out;
+	if (result < 0) {
+		snprintf(err, errlen, "group %s does not exist", group_dn);
+		e = PG_ENOTFOUND;
+		goto out;
+	}
+	if (result > 0) {
+		e = path_one(path, group_dn, err, errlen);
+		goto out;
+	}
+	if (!d->cfg->directory.nested_groups)
+		goto notmember;
+
+	target = dn_key(group_dn);
+	if (target == NULL) {
+		snprintf(err, errlen, "out of memory");
+		e = PG_ENOMEM;
+		goto out;
+	}
+	/* Node 0 is the user; level 1 (its groups) was the compare. */
+	e = walk_add(&w, strdup(user_dn), -1, &added, err, errlen);
+	if (e != PG_OK)
+		goto out;
+	lo = 0;
+	hi = w.n;
+	for (level = 1; level <= walk_levels(d) && lo < hi; level++) {
+		for (i = lo; i < hi; i++) {
+			char *filter = NULL, **dns = NULL;
+			size_t n_dns = 0;
+
+			e = attr_filter(attr, w.v[i].dn, &filter, err, errlen);
+			if (e != PG_OK)
+				goto out;
+			e = search_dns(d, filter, 0, dl, &count, NULL, &dns,
+				       &n_dns, err, errlen);
+			free(filter);
+			if (e != PG_OK)
+				goto out;
+			e = walk_add_all(&w, dns, n_dns, (long)i, target,
+					 &hit, err, errlen);
+			if (e != PG_OK)
+				goto out;
+			if (hit >= 0) {
+				e = walk_path(&w, (size_t)hit, 1, path, err,
+					      errlen);
+				goto out;
+			}
+		}
+		lo = hi;
+		hi = w.n;
+	}
+notmember:
+	snprintf(err, errlen, "%s is not a member of %s", user_dn, group_dn);
+	e = PG_ENOTFOUND;
+out:
+	free(target);
+	walk_free(&w);
+	return e;
+}
+
+/* memberOf: the memberOf values of the user's own entry, then (nesting)
+ * those of each group's own entry. */
+static pg_err
+member_by_memberof(pg_dir *d, const char *user_dn, const char *group_dn,
+		   pg_dir_path *path, pg_deadline dl, char *err, size_t errlen)
+{
+	struct walk w = { NULL, 0, 0 };
+	char *target = dn_key(group_dn);
+	size_t lo, hi, i;
+	long hit = -1;
+	int level, added, found;
+	pg_err e;
+
+	if (target == NULL) {
+		snprintf(err, errlen, "out of memory");
+		e = PG_ENOMEM;
+		goto out;
+	}
+	e = walk_add(&w, strdup(user_dn), -1, &added, err, errlen);
+	if (e != PG_OK)
+		goto out;
+	lo = 0;
+	hi = w.n;
+	for (level = 1; level <= walk_levels(d) && lo < hi; level++) {
+		for (i = lo; i < hi; i++) {
+			char **vals = NULL;
+			size_t n_vals = 0;
+
+			e = read_memberof(d, w.v[i].dn, dl, &found, &vals,
+					  &n_vals, err, errlen);
+			if (e != PG_OK)
+				goto out;
+			if (!found && i == 0) {
+				snprintf(err, errlen, "user entry %s does not "
+					 "exist", user_dn);
+				e = PG_ENOTFOUND;
+				goto out;
+			}
+			e = walk_add_all(&w, vals, n_vals, (long)i, target,
+					 &hit, err, errlen);
+			if (e != PG_OK)
+				goto out;
+			if (hit >= 0) {
+				e = walk_path(&w, (size_t)hit, 1, path, err,
+					      errlen);
+				goto out;
+			}
+		}
+		lo = hi;
+		hi = w.n;
+	}
+	snprintf(err, errlen, "%s is not a member of %s", user_dn, group_dn);
+	e = PG_ENOTFOUND;
+out:
+	free(target);
+	walk_free(&w);
+	return e;
+}
+
+pg_err
+pg_dir_is_member(pg_dir *d, const char *user, const char *user_dn,
+		 const char *group_dn, pg_dir_path *path, pg_deadline dl,
+		 char *err, size_t errlen)
+{
+	int result;
+	pg_err e;
+
+	if (path != NULL) {
+		path->dn = NULL;
+		path->n = 0;
+	}
+	if (d == NULL || user_dn == NULL || user_dn[0] == '\0' ||
+	    group_dn == NULL || group_dn[0] == '\0') {
+		snprintf(err, errlen, "directory: missing user or group DN");
+		return PG_EINVAL;
+	}
+	d->retries = 1;
+	switch (d->cfg->directory.membership) {
+	case PG_MEMBER_MEMBER:
+		e = member_by_dn(d, "member", user_dn, group_dn, path, dl, err,
+				 errlen);
+		break;
+	case PG_MEMBER_UNIQUEMEMBER:
+		e = member_by_dn(d, "uniqueMember", user_dn, group_dn, path, dl,
+				 err, errlen);
+		break;
+	case PG_MEMBER_MEMBERUID:
+		/* posixGroup members are names: no nesting. */
+		e = check_name(user, "user name", err, errlen);
+		if (e != PG_OK)
+			break;
+		e = compare(d, group_dn, "memberUid", user, dl, &result, err,
+			    errlen);
+		if (e != PG_OK)
+			break;
+		if (result < 0) {
+			snprintf(err, errlen, "group %s does not exist",
+				 group_dn);
+			e = PG_ENOTFOUND;
+		} else if (result == 0) {
+			snprintf(err, errlen, "%s is not a member of %s", user,
+				 group_dn);
+			e = PG_ENOTFOUND;
+		} else {
+			e = path_one(path, group_dn, err, errlen);
+		}
+		break;
+	case PG_MEMBER_MEMBEROF:
+		e = member_by_memberof(d, user_dn, group_dn, path, dl, err,
+				       errlen);
+		break;
+	default:
+		snprintf(err, errlen, "directory: unknown group_membership");
+		e = PG_ECONFIG;
+		break;
+	}
+	if (e != PG_OK)
+		pg_dir_path_free(path);
+	return e;
+}
+
+/* ---- public: resolve --------------------------------------------------------- */
+
+pg_err
+pg_dir_resolve(pg_dir *d, const char *const *names, size_t n, char **dns,
+	       pg_err *status, pg_deadline dl, char *err, size_t errlen)
+{
+	char *no_attrs[] = { LDAP_NO_ATTRS, NULL };
+	char **filters = NULL;
+	int *msgid = NULL, *count = NULL, *done = NULL;
+	const char *attr;
+	char one[256];
+	size_t i, pending = 0;
+	pg_err e = PG_OK;
+
+	if (d == NULL || (n > 0 && (names == NULL || dns == NULL ||
+				    status == NULL))) {
+		snprintf(err, errlen, "directory: bad arguments");
+		return PG_EINTERNAL;
+	}
+	for (i = 0; i < n; i++) {
+		dns[i] = NULL;
+		status[i] = PG_EINTERNAL;
+	}
+	if (n == 0)
+		return PG_OK;
+	d->retries = 1;
+	attr = d->cfg->directory.ticket_user_attr ?
+		d->cfg->directory.ticket_user_attr : "uid";
+	if (!attr_ok(attr)) {
+		snprintf(err, errlen, "[directory] ticket_user_attr is not an "
+			 "attribute name");
+		return PG_ECONFIG;
+	}
+	filters = calloc(n, sizeof(*filters));
+	msgid = calloc(n, sizeof(*msgid));
+	count = calloc(n, sizeof(*count));
+	done = calloc(n, sizeof(*done));
+	if (filters == NULL || msgid == NULL || count == NULL || done == NULL) {
+		snprintf(err, errlen, "out of memory");
+		e = PG_ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		if (check_name(names[i], "name", one, sizeof(one)) != PG_OK) {
+			status[i] = PG_EINVAL;
+			done[i] = 1;
+			continue;
+		}
+		e = attr_filter(attr, names[i], &filters[i], err, errlen);
+		if (e != PG_OK)
+			goto out;
+	}
+
+	for (;;) {
+		pg_deadline adl;
+		int64_t start;
+		struct timeval tv;
+		int rc = LDAP_SUCCESS, lost = 0;
+
+		if (pg_deadline_left(dl) == 0) {
+			snprintf(err, errlen, "directory: deadline passed");
+			e = PG_ETIMEOUT;
+			goto out;
+		}
+		if (d->ld == NULL) {
+			e = dir_connect(d, dl, err, errlen);
+			if (e != PG_OK)
+				goto out;
+		}
+		adl = op_deadline(d, dl);
+		start = pg_mono_ms();
+		set_timeouts(d->ld, adl);
+		ms_to_tv(pg_deadline_left(adl), &tv);
+		/* Send every search that is not finished. */
+		pending = 0;
+		for (i = 0; i < n && rc == LDAP_SUCCESS; i++) {
+			if (done[i])
+				continue;
+			count[i] = 0;
+			free(dns[i]);
+			dns[i] = NULL;
+			rc = ldap_search_ext(d->ld, d->cfg->directory.base,
+					     LDAP_SCOPE_SUBTREE, filters[i],
+					     no_attrs, 0, NULL, NULL, &tv, 2,
+					     &msgid[i]);
+			if (rc == LDAP_SUCCESS)
+				pending++;
+		}
+		/* Collect the answers as they come. */
+		while (rc == LDAP_SUCCESS && pending > 0) {
+			LDAPMessage *msg = NULL;
+			int r, id, lrc = LDAP_OTHER;
+
+			ms_to_tv(pg_deadline_left(adl), &tv);
+			r = ldap_result(d->ld, LDAP_RES_ANY, LDAP_MSG_ONE, &tv,
+					&msg);
+			if (r == 0) {
+				snprintf(err, errlen, "%s: search: no answer "
+					 "within %lld ms", d->uri,
+					 (long long)(adl - start));
+				dir_drop(d);
+				e = PG_ETIMEOUT;
+				goto out;
+			}
+			if (r < 0) {
+				ldap_get_option(d->ld, LDAP_OPT_RESULT_CODE,
+						&rc);
+				if (rc == LDAP_SUCCESS)
+					rc = LDAP_OTHER;
+				break;
+			}
+			id = ldap_msgid(msg);
+			for (i = 0; i < n; i++)
+				if (!done[i] && msgid[i] == id)
+					break;
+			if (i == n) {
+				ldap_msgfree(msg);
+				continue;
+			}
+			if (r == LDAP_RES_SEARCH_ENTRY) {
+				if (++count[i] == 1) {
+					char *s = ldap_get_dn(d->ld, msg);
+
+					if (s != NULL) {
+						dns[i] = strdup(s);
+						ldap_memfree(s);
+					}
+					if (dns[i] == NULL) {
+						ldap_msgfree(msg);
+						snprintf(err, errlen,
+							 "out of memory");
+						e = PG_ENOMEM;
+						goto out;
+					}
+				}
+			} else if (r == LDAP_RES_SEARCH_RESULT) {
+				rc = ldap_parse_result(d->ld, msg, &lrc, NULL,
+						       NULL, NULL, NULL, 0);
+				if (rc == LDAP_SUCCESS &&
+				    lrc != LDAP_SUCCESS &&
+				    lrc != LDAP_SIZELIMIT_EXCEEDED) {
+					ldap_msgfree(msg);
+					e = bad_result(d, "search under",
+						       d->cfg->directory.base,
+						       lrc, err, errlen);
+					goto out;
+				}
+				if (lrc == LDAP_SIZELIMIT_EXCEEDED)
+					count[i] = 2;
+				done[i] = 1;
+				pending--;
+			}
+			ldap_msgfree(msg);
+		}
+		if (rc == LDAP_SUCCESS)
+			break;
+		lost = is_down(rc);
+		if (lost && d->retries > 0) {
+			d->retries--;
+			dir_drop(d);
+			continue;
+		}
+		set_ld_err(err, errlen, d->uri, "search", d->ld, rc);
+		if (lost)
+			dir_drop(d);
+		e = rc == LDAP_TIMEOUT ? PG_ETIMEOUT : PG_EUNAVAIL;
+		if (rc == LDAP_TIMEOUT)
+			dir_drop(d);
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		if (status[i] == PG_EINVAL)
+			continue;
+		if (count[i] == 1) {
+			status[i] = PG_OK;
+			continue;
+		}
+		status[i] = count[i] == 0 ? PG_ENOTFOUND : PG_EAMBIGUOUS;
+		free(dns[i]);
+		dns[i] = NULL;
+	}
+	e = PG_OK;
+out:
+	if (e != PG_OK) {
+		/* Answers still due must not linger on the connection. */
+		if (pending > 0)
+			dir_drop(d);
+		for (i = 0; i < n; i++) {
+			free(dns[i]);
+			dns[i] = NULL;
+			status[i] = e;
+		}
+	}
+	if (filters != NULL)
+		for (i = 0; i < n; i++)
+			free(filters[i]);
+	free(filters);
+	free(msgid);
+	free(count);
+	free(done);
+	return e;
+}
+
+/* ---- public: ping ---------------------------------------------------------- */
+
+pg_err
+pg_dir_ping(pg_dir *d, pg_deadline dl, char *err, size_t errlen)
+{
+	char *no_attrs[] = { LDAP_NO_ATTRS, NULL };
+	const char *bind_dn;
+	struct req rq;
+	LDAPMessage *res = NULL;
+	int lrc;
+	pg_err e;
+
+	if (d == NULL) {
+		snprintf(err, errlen, "directory: bad arguments");
+		return PG_EINTERNAL;
+	}
+	d->retries = 1;
+	bind_dn = d->cfg->directory.bind_dn;
+	rq = (struct req){ REQ_SEARCH, bind_dn ? bind_dn : "", LDAP_SCOPE_BASE,
+			   "(objectClass=*)", no_attrs, 1, NULL, NULL };
+	e = dir_request(d, &rq, dl, &res, &lrc, err, errlen);
+	if (e != PG_OK)
+		goto out;
+	if (lrc != LDAP_SUCCESS || ldap_count_entries(d->ld, res) != 1) {
+		e = bad_result(d, "reading", bind_dn ? bind_dn : "the root DSE",
+			       lrc != LDAP_SUCCESS ? lrc : LDAP_NO_SUCH_OBJECT,
+			       err, errlen);
+		goto out;
+	}
+	e = PG_OK;
+out:
+	if (res != NULL)
+		ldap_msgfree(res);
+	return e;
+}
