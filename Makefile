@@ -20,6 +20,7 @@ SYSCONFDIR    ?= /etc
 LOCALSTATEDIR ?= /var
 RUNSTATEDIR   ?= /run
 UNITDIR       ?= $(LIBDIR)/systemd/system
+SECUREDIR     ?= $(LIBDIR)/security
 
 CC      ?= cc
 CFLAGS  ?= -O2 -g
@@ -33,7 +34,7 @@ PG_CPPFLAGS := -D_GNU_SOURCE -D_FORTIFY_SOURCE=2 \
 	-DPG_VERSION='"$(VERSION)"'
 PG_CFLAGS := -std=c11 -Wall -Wextra -Werror -Wshadow -Wformat=2 \
 	-Wstrict-prototypes -Wmissing-prototypes \
-	-fstack-protector-strong -fPIE -fno-strict-aliasing
+	-fstack-protector-strong -fPIC -fno-strict-aliasing
 PG_LDFLAGS := -pie -Wl,-z,relro,-z,now -Wl,--as-needed
 
 
@@ -54,6 +55,10 @@ CLIENT_SRC := $(sort $(wildcard client/*.c)) core/err.c
 DAEMON_SRC := $(sort $(wildcard daemon/*.c))
 HELPER_SRC := $(sort $(wildcard helper/*.c))
 TOOLS_SRC  := $(sort $(wildcard tools/*.c))
+MODULE_SRC := $(sort $(wildcard module/*.c))
+# The audit chain (canonical form, hashes, signatures) is shared by the
+# daemon's writer and pmpgate's verifier.
+TOOLS_CORE := $(wildcard core/auditchain.c)
 UNIT_SRC   := $(sort $(wildcard tests/unit/test_*.c))
 PROBE_SRC  := $(sort $(wildcard tests/probe/*.c))
 
@@ -61,7 +66,9 @@ obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
 
 CORE_LIB   := $(BUILD)/libpgcore.a
 CLIENT_LIB := $(BUILD)/libpgclient.a
-BINS := $(BUILD)/pmpgated $(BUILD)/pmpgate-credentials $(BUILD)/pmpgate
+PAM_MODULE := $(if $(MODULE_SRC),$(BUILD)/pam_pmpgate.so)
+BINS := $(BUILD)/pmpgated $(BUILD)/pmpgate-credentials $(BUILD)/pmpgate \
+	$(PAM_MODULE)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 PROBE_BINS := $(patsubst tests/probe/%.c,$(BUILD)/probe/%,$(PROBE_SRC))
 
@@ -82,8 +89,14 @@ $(BUILD)/pmpgated: $(call obj,$(DAEMON_SRC)) $(CORE_LIB) $(CLIENT_LIB)
 	$(CC) $(PG_LDFLAGS) $(LDFLAGS) -o $@ $^ $(DAEMON_LIBS)
 $(BUILD)/pmpgate-credentials: $(call obj,$(HELPER_SRC)) $(CLIENT_LIB)
 	$(CC) $(PG_LDFLAGS) $(LDFLAGS) -o $@ $^ $(CLIENT_LIBS)
-$(BUILD)/pmpgate: $(call obj,$(TOOLS_SRC)) $(CLIENT_LIB)
-	$(CC) $(PG_LDFLAGS) $(LDFLAGS) -o $@ $^ $(CLIENT_LIBS)
+$(BUILD)/pmpgate: $(call obj,$(TOOLS_SRC) $(TOOLS_CORE)) $(CLIENT_LIB)
+	$(CC) $(PG_LDFLAGS) $(LDFLAGS) -o $@ $^ $(CLIENT_LIBS) \
+		$(if $(TOOLS_CORE),-lcrypto)
+# The PAM module: libpam, libc and Jansson only; only pam_sm_* exported.
+$(BUILD)/pam_pmpgate.so: $(call obj,$(MODULE_SRC)) $(CLIENT_LIB) module/pam_pmpgate.map
+	$(CC) -shared -Wl,-z,relro,-z,now -Wl,--as-needed \
+		-Wl,--version-script=module/pam_pmpgate.map $(LDFLAGS) \
+		$(PAM_LDFLAGS) -o $@ $(filter %.o %.a,$^) -lpam -ljansson
 
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(CORE_LIB) $(CLIENT_LIB)
 	@mkdir -p $(dir $@)
@@ -141,6 +154,8 @@ install: all
 	install -m 0755 $(BUILD)/pmpgated $(DESTDIR)$(SBINDIR)/pmpgated
 	install -m 0755 $(BUILD)/pmpgate-credentials $(DESTDIR)$(BINDIR)/pmpgate-credentials
 	install -m 0755 $(BUILD)/pmpgate $(DESTDIR)$(BINDIR)/pmpgate
+	$(if $(PAM_MODULE),install -d -m 0755 $(DESTDIR)$(SECUREDIR))
+	$(if $(PAM_MODULE),install -m 0644 $(PAM_MODULE) $(DESTDIR)$(SECUREDIR)/pam_pmpgate.so)
 	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/pmpgate
 	install -m 0640 conf/pmpgate.conf.example $(DESTDIR)$(SYSCONFDIR)/pmpgate/pmpgate.conf.example
 	install -d -m 0755 $(DESTDIR)$(UNITDIR)

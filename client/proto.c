@@ -639,6 +639,9 @@ pg_proto_read_line(int fd, size_t max, int timeout_ms, char **line,
 }
 
 /* Write within an absolute deadline. */
+/* Bytes per send(): small enough that POLLOUT means it will not block. */
+#define PG_SEND_CHUNK 4096
+
 static pg_err
 write_all_until(int fd, const char *buf, size_t len, int64_t deadline)
 {
@@ -658,7 +661,10 @@ write_all_until(int fd, const char *buf, size_t len, int64_t deadline)
 		if (sock) {
 			/* MSG_DONTWAIT: a blocking socket must not hold us
 			 * past the deadline with a large buffer. */
-			n = send(fd, buf + off, len - off,
+			size_t chunk = len - off < PG_SEND_CHUNK ? len - off :
+								    PG_SEND_CHUNK;
+
+			n = send(fd, buf + off, chunk,
 				 MSG_NOSIGNAL | MSG_DONTWAIT);
 			if (n < 0 && errno == ENOTSOCK) {
 				sock = false;
