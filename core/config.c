@@ -116,7 +116,6 @@ struct parser {
 	char *field_override[PG_FIELD_COUNT];
 	int auth;			/* -1 = not given */
 	int creds_set;
-	int aws_allow_plaintext;
 };
 
 __attribute__((format(printf, 3, 4)))
@@ -940,7 +939,6 @@ static const struct keydef keys_aws[] = {
 	{ "profile", K_FN, CO(aws.profile), 0, 0, fn_profile },
 	{ "ca_file", K_PATH, CO(aws.ca_file), 0, 0, NULL },
 	{ "timeout", K_DUR_MS, CO(aws.timeout_ms), 1, DUR_MAX_TIMEOUT, NULL },
-	{ "allow_plaintext", K_BOOL, 0, 0, 0, NULL },	/* parser-only */
 	{ NULL, K_STR, 0, 0, 0, NULL },
 };
 
@@ -1032,10 +1030,7 @@ static pg_err set_typed(struct parser *p, const struct keydef *k,
 			return perr(p, p->line,
 				    "%s %s must be yes or no, not '%s'", label,
 				    k->name, val);
-		if (p->sect == S_AWS && strcmp(k->name, "allow_plaintext") == 0)
-			p->aws_allow_plaintext = b;
-		else
-			*(int *)FIELD(base, k->off) = b;
+		*(int *)FIELD(base, k->off) = b;
 		return PG_OK;
 	}
 	case K_INT:
@@ -1499,10 +1494,9 @@ static pg_err finish_aws(struct parser *p)
 			return pnomem(p);
 		snprintf(c->aws.sts_endpoint, n, "https://sts.%s.amazonaws.com",
 			 c->aws.region);
-	} else if (strncasecmp(c->aws.sts_endpoint, "https://", 8) != 0 &&
-		   !p->aws_allow_plaintext) {
+	} else if (strncasecmp(c->aws.sts_endpoint, "https://", 8) != 0) {
 		return perr(p, key_line(p, "[aws] sts_endpoint"),
-			    "[aws] sts_endpoint must be https:// (allow_plaintext = yes permits http://)");
+			    "[aws] sts_endpoint must be https://");
 	}
 	return PG_OK;
 }

@@ -272,8 +272,14 @@ field_eval(const pg_config *cfg, pg_ticket_field f, json_t *doc,
 	if (rc != PG_OK) {
 		json_decref(*matches);
 		*matches = NULL;
+		return rc;
 	}
-	return rc;
+	/* null is how ticket systems say "not set" (Jira's unset custom
+	 * fields): a null value is an absent one. */
+	for (size_t i = json_array_size(*matches); i > 0; i--)
+		if (json_is_null(json_array_get(*matches, i - 1)))
+			json_array_remove(*matches, i - 1);
+	return PG_OK;
 }
 
 /* A field that holds at most one string; *OUT stays NULL when absent. */
@@ -396,6 +402,8 @@ time_field(const pg_config *cfg, pg_ticket_field f, json_t *doc,
 				 "range for a time", fc->name, fc->ptr_shown);
 			goto out;
 		}
+	} else if (json_is_string(v) && json_string_length(v) == 0) {
+		goto absent;	/* ServiceNow's unset date */
 	} else if (json_is_string(v)) {
 		why = string_problem(v);
 		if (why) {
@@ -419,9 +427,10 @@ time_field(const pg_config *cfg, pg_ticket_field f, json_t *doc,
 		goto out;
 	}
 	*has = 1;
+absent:
 	rc = PG_OK;
 out:
-	if (rc != PG_OK) {
+	if (rc != PG_OK || !*has) {
 		*has = 0;
 		*when = 0;
 	}

@@ -17,14 +17,17 @@
  * PG_EPROTO.  A document whose state field matches nothing (e.g.
  * ServiceNow's empty "result") is PG_ENOTFOUND.
  *
- * Fields (pg_ticket_from_json): state, requested_for, requester, role
- * and category match at most one value, which must be a string (an
- * object, array, number, boolean or null is PG_EPROTO); no match leaves
- * the field NULL.  Approvers: every match is a string, or an array whose
- * elements are all strings; at most PG_TICKET_MAX_APPROVERS in all.
- * Window times: a string (timefmt.h) or a number of epoch seconds; no
- * match leaves has_start/has_end 0; anything else (including "" and
- * null) is PG_EPROTO.  Every string is at most PG_TICKET_STR_MAX bytes of
+ * Fields (pg_ticket_from_json): a JSON null is how ticket systems say
+ * "not set" (Jira's unset custom fields), so a null value counts as no
+ * match.  state, requested_for, requester, role and category match at
+ * most one value, which must be a string (an object, array, number or
+ * boolean is PG_EPROTO); no match leaves the field NULL.  Approvers: every
+ * match is a string, or an array whose elements are all strings (a null
+ * element is PG_EPROTO); at most PG_TICKET_MAX_APPROVERS in all.  Window
+ * times: a string (timefmt.h) or a number of epoch seconds; no match, and
+ * "" (ServiceNow's unset date), leave has_start/has_end 0 (no bound; the
+ * role's max_duration still caps the credentials); anything else is
+ * PG_EPROTO.  Every string is at most PG_TICKET_STR_MAX bytes of
  * valid UTF-8 without NUL or control characters (C0, DEL, C1).  Messages
  * name the field and its pointer and show untrusted text escaped
  * (\xNN), shortened to 64 bytes.

@@ -379,12 +379,10 @@ def test_wrong_ca(env, tmp_path):
 
 
 def test_plain_http_endpoint_refused(env):
-    # Even where the configuration lets an http:// endpoint through, the
-    # STS client only speaks https.
-    p = env.assume(conf=env.conf(url=env.emu.url.replace("https", "http"),
-                                 aws_extra="allow_plaintext = yes"))
-    assert p.returncode == 3, p.stderr
-    assert "error unavailable" in p.stderr
+    # The configuration refuses an http:// STS endpoint outright.
+    p = env.assume(conf=env.conf(url=env.emu.url.replace("https", "http")))
+    assert p.returncode == 2, p.stderr
+    assert "sts_endpoint must be https://" in p.stderr
     assert _assume_requests(env.emu) == []
 
 
