@@ -289,7 +289,7 @@ def test_malformed_json_is_protocol_error(world, raw):
 
 @pytest.mark.parametrize("field,value,words", [
     ("requested_for", 42, "is a number, expected a string"),
-    ("approval", None, "is null, expected a string"),
+    ("approval", ["approved"], "is an array, expected a string"),
     ("u_approvers", [{"name": "carol"}], "is an object, expected a string"),
     ("start_date", "next tuesday", "is not a valid time"),
     ("end_date", True, "is a boolean, expected a time"),
@@ -304,6 +304,19 @@ def test_wrong_field_types_are_protocol_errors(world, field, value, words):
     assert r.out.startswith("error protocol: ticket field "), r
     assert words in r.out
     assert "\x1b" not in r.out
+
+
+def test_null_fields_are_not_set(world):
+    # Jira and ServiceNow say "not set" with null and "": not an error.
+    world.svc.put_ticket("servicenow", "CHG0000108",
+                         sn_record("CHG0000108", category=None,
+                                   end_date="", u_approvers=None))
+    r = probe(world.conf(), "CHG0000108")
+    assert r.rc == 0, r
+    assert "category=" not in r.out
+    assert "approvers=0" in r.out
+    assert "window_end=" not in r.out
+    assert "window_start=" in r.out
 
 
 def test_oversize_body(world):
