@@ -128,6 +128,7 @@ unit-valgrind: $(UNIT_BINS)
 		$$t >/dev/null; done
 
 integration: all probes
+	$(MAKE) SANITIZE=1 build-asan/pam_pmpgate.so
 	cd tests/integration && PMPGATE_BUILD=$(CURDIR)/$(BUILD) \
 		$(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
@@ -168,6 +169,9 @@ install: all
 	install -m 0644 docs/man/pmpgate-credentials.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 0644 docs/man/pmpgate.8 $(DESTDIR)$(MANDIR)/man8/
 	install -m 0644 docs/man/pmpgate.conf.5 $(DESTDIR)$(MANDIR)/man5/
+	$(if $(PAM_MODULE),install -m 0644 docs/man/pam_pmpgate.8 $(DESTDIR)$(MANDIR)/man8/)
+	install -d -m 0755 $(DESTDIR)$(DOCDIR)/examples/pam.d
+	install -m 0644 conf/pam.d/* $(DESTDIR)$(DOCDIR)/examples/pam.d/
 	install -d -m 0755 $(DESTDIR)$(DOCDIR)
 	install -m 0644 README.md INSTALL docs/*.md $(DESTDIR)$(DOCDIR)/
 

@@ -822,7 +822,7 @@ pg_proto_call(const char *socket_path, const pg_proto_req *req,
 	size_t len = 0, got = 0;
 	json_error_t jerr;
 	json_t *a = NULL;
-	int fd = -1;
+	int fd = -1, sent;
 	pg_err rc;
 
 	*answer = NULL;
@@ -857,13 +857,17 @@ pg_proto_call(const char *socket_path, const pg_proto_req *req,
 			 socket_path);
 		goto out;
 	}
-	if (rc != PG_OK) {
-		snprintf(err, errlen, "pmpgated at %s closed the connection",
-			 socket_path);
-		goto out;
-	}
+	/* A daemon that answers at once (busy) may close before reading the
+	 * request: its answer is still there to read. */
+	sent = rc == PG_OK;
 	rc = read_line_counted(fd, PG_PROTO_MAX, left_ms(deadline), &line,
 			       &len, &got);
+	if (!sent && rc != PG_OK) {
+		snprintf(err, errlen, "pmpgated at %s closed the connection",
+			 socket_path);
+		rc = PG_EUNAVAIL;
+		goto out;
+	}
 	if (rc == PG_ETIMEOUT) {
 		snprintf(err, errlen, "timed out waiting for pmpgated at %s",
 			 socket_path);

@@ -160,7 +160,7 @@ gather_people(pg_dir *dir, const pg_role_cfg *role, pg_deadline dl,
 }
 
 void
-pg_gather(pg_dir *dir, pg_http *http, const pg_config *cfg,
+pg_gather(pg_dir *dir, pg_http *http, pg_ledger *ledger, const pg_config *cfg,
 	  const pg_request *req, pg_deadline dl, pg_gathered *g)
 {
 	pg_facts *f = &g->facts;
@@ -170,13 +170,24 @@ pg_gather(pg_dir *dir, pg_http *http, const pg_config *cfg,
 	memset(g, 0, sizeof(*g));
 	f->now = (int64_t)time(NULL);
 	f->dir_status = PG_OK;
-	f->ledger_status = PG_OK;	/* no history kept yet: nothing to find */
 	f->audit_status = PG_OK;
 	f->ticket_status = PG_EINVAL;
+	f->ledger_error = g->ledger_err;
 
 	role = pg_config_role(cfg, req->role);
 	if (role == NULL)
 		return;		/* pg_decide() refuses an unknown role */
+
+	if (ledger == NULL) {
+		f->ledger_status = PG_EUNAVAIL;
+		snprintf(g->ledger_err, sizeof(g->ledger_err), "not open");
+	} else {
+		f->ledger_status = pg_ledger_facts_get(ledger, req->user,
+			req->role, req->ticket,
+			(const char *const *)role->conflicts.v,
+			role->conflicts.n, f->now, &f->ledger, &g->ledger_hold,
+			g->ledger_err, sizeof(g->ledger_err));
+	}
 
 	gather_user(dir, cfg, role, req, dl, g);
 
@@ -199,6 +210,7 @@ pg_gathered_free(pg_gathered *g)
 	size_t i;
 
 	pg_ticket_free(&g->ticket);
+	pg_ledger_facts_free(g->ledger_hold);
 	free(g->user_dn);
 	pg_dir_path_free(&g->path);
 	for (i = 0; i < PG_MAX_APPROVERS; i++)

@@ -6,7 +6,7 @@
  * group and of the groups of every conflicting role, fetches the ticket,
  * and resolves every person the ticket names (requested-for, requester,
  * approvers) through the directory in one round trip, comparing people as
- * resolved entries.  Nothing here decides: a lookup that fails leaves its
+ * resolved entries, and reads the issuance ledger.  Nothing here decides: a lookup that fails leaves its
  * fact PG_FACT_UNKNOWN and the error in the facts, and pg_decide() refuses
  * (R9).
  */
@@ -17,6 +17,7 @@
 #include "deadline.h"
 #include "directory.h"
 #include "http.h"
+#include "ledger.h"
 #include "policy.h"
 #include "tickets.h"
 
@@ -31,12 +32,16 @@ typedef struct pg_gathered {
 	char *approver_dn[PG_MAX_APPROVERS];
 	char dir_err[256];
 	char ticket_err[256];
+	void *ledger_hold;	/* what the ledger facts point into */
+	char ledger_err[256];
 } pg_gathered;
 
 /* Gather the facts for REQ into G (always initialised; free with
- * pg_gathered_free even after errors).  facts.now is the wall clock. */
-void pg_gather(pg_dir *dir, pg_http *http, const pg_config *cfg,
-	       const pg_request *req, pg_deadline dl, pg_gathered *g);
+ * pg_gathered_free even after errors).  facts.now is the wall clock.
+ * The ledger's view (R6/R7) is read without reserving anything. */
+void pg_gather(pg_dir *dir, pg_http *http, pg_ledger *ledger,
+	       const pg_config *cfg, const pg_request *req, pg_deadline dl,
+	       pg_gathered *g);
 
 void pg_gathered_free(pg_gathered *g);
 

@@ -406,6 +406,8 @@ out:
 		summarise(d);
 		return;
 	}
+	pass(d, PG_R9, "the directory, ticket system, ledger and audit trail "
+	     "answered");
 	/* Deny by default: the allow is set here and nowhere else. */
 	d->allow = 1;
 	d->err = PG_OK;

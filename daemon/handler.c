@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <pwd.h>
@@ -194,11 +195,14 @@ out:
  * Any failure is an error answer (R9): no partial result leaves.
  */
 static void
-issue(pg_worker *w, const pg_config *cfg, const pg_request *req,
+issue(pg_worker *w, const pg_ctx *ctx, const pg_request *req,
       const pg_gathered *g, const pg_decision *d, int fd, pg_deadline dl)
 {
+	const pg_config *cfg = ctx->cfg;
 	const pg_role_cfg *role = pg_config_role(cfg, req->role);
+	pg_reservation *resv = NULL;
 	pg_aws_creds base = { 0 };
+	int rule = PG_R9;
 	pg_sts_result res;
 	pg_sts_assume a;
 	const char *approvers[PG_MAX_APPROVERS];
@@ -208,6 +212,33 @@ issue(pg_worker *w, const pg_config *cfg, const pg_request *req,
 	pg_err e;
 
 	memset(&res, 0, sizeof(res));
+
+	/* The atomic check-and-record for R6/R7: another request may have
+	 * been issued since the facts were read. */
+	e = pg_ledger_reserve(ctx->ledger, req->user, req->role, req->ticket,
+			      (const char *const *)role->conflicts.v,
+			      role->conflicts.n, role->max_uses,
+			      (int64_t)time(NULL), &resv, &rule, err,
+			      sizeof(err));
+	if (e == PG_DENIED) {
+		snprintf(reason, sizeof(reason), "%s (%s %s)", err,
+			 pg_rule_id(rule), pg_rule_name(rule));
+		pg_log(LOG_WARNING, "issue user=%s role=%s ticket=%s "
+		       "decision=deny rules=%s reason=%s", req->user, req->role,
+		       req->ticket, pg_rule_id(rule), reason);
+		answer_simple(fd, "deny", rule, reason, pg_err_exit(PG_DENIED),
+			      dl);
+		goto out;
+	}
+	if (e != PG_OK) {
+		snprintf(reason, sizeof(reason), "issuance ledger unavailable: "
+			 "%s (R9 unavailable)", err);
+		pg_log(LOG_ERR, "issue user=%s role=%s: %s", req->user,
+		       req->role, reason);
+		answer_simple(fd, "error", PG_R9, reason, pg_err_exit(e), dl);
+		goto out;
+	}
+
 	e = pg_aws_creds_load(cfg, &base, err, sizeof(err));
 	if (e == PG_OK)
 		e = read_policy(role->session_policy_file, &policy, err,
@@ -241,6 +272,19 @@ issue(pg_worker *w, const pg_config *cfg, const pg_request *req,
 		answer_simple(fd, "error", PG_R9, reason, pg_err_exit(e), dl);
 		goto out;
 	}
+	e = pg_ledger_commit(ctx->ledger, resv, res.creds.expiration,
+			     res.creds.access_key_id, err, sizeof(err));
+	resv = NULL;	/* committed or not, it is spent */
+	if (e != PG_OK) {
+		snprintf(reason, sizeof(reason), "issuance could not be "
+			 "recorded: %s (R9 unavailable)", err);
+		pg_log(LOG_ERR, "issue user=%s role=%s ticket=%s: %s; the "
+		       "credentials (access key id %s) were not handed out",
+		       req->user, req->role, req->ticket, reason,
+		       res.creds.access_key_id);
+		answer_simple(fd, "error", PG_R9, reason, pg_err_exit(e), dl);
+		goto out;
+	}
 	pg_time_format(res.creds.expiration, expiration, sizeof(expiration));
 	ans = pg_proto_answer("allow", NULL, 0, d->reason, 0);
 	creds = json_pack("{s:s, s:s, s:s, s:s}",
@@ -266,6 +310,10 @@ issue(pg_worker *w, const pg_config *cfg, const pg_request *req,
 	       res.creds.access_key_id, expiration, res.request_id);
 	send_answer(fd, ans, dl);
 out:
+	if (resv != NULL &&
+	    pg_ledger_release(ctx->ledger, resv, err, sizeof(err)) != PG_OK)
+		pg_log(LOG_ERR, "releasing the reservation of user=%s role=%s "
+		       "ticket=%s: %s", req->user, req->role, req->ticket, err);
 	if (creds != NULL) {
 		wipe_json_string(json_object_get(creds, "SecretAccessKey"));
 		wipe_json_string(json_object_get(creds, "SessionToken"));
@@ -277,16 +325,148 @@ out:
 	pg_aws_creds_wipe(&base);
 }
 
+/* Why an approver counted or not, for `pmpgate check`. */
+static const char *
+approver_why(const pg_role_cfg *role, const pg_person *p, int *counted)
+{
+	*counted = 0;
+	switch (p->resolved) {
+	case PG_OK:
+		break;
+	case PG_ENOTFOUND:
+		return "not found in the directory";
+	case PG_EAMBIGUOUS:
+		return "matches several directory entries";
+	case PG_EINVAL:
+		return "not a name the directory can hold";
+	default:
+		return "directory unavailable";
+	}
+	if (p->duplicate)
+		return "the same person as an earlier approver";
+	if (p->is_user == PG_FACT_YES)
+		return "is the user (self-approval)";
+	if (p->is_requester == PG_FACT_YES)
+		return "is the ticket's requester";
+	if (p->is_user != PG_FACT_NO || p->is_requester != PG_FACT_NO)
+		return "could not be compared";
+	if (role->approver_group != NULL && p->approver_member == PG_FACT_NO)
+		return "not a member of the approver group";
+	if (role->approver_group != NULL && p->approver_member != PG_FACT_YES)
+		return "approver group membership unknown";
+	*counted = 1;
+	return "counted";
+}
+
+/* The decision explained rule by rule, with the evidence behind it. */
+static json_t *
+explain(const pg_config *cfg, const pg_request *req, const pg_gathered *g,
+	const pg_decision *d)
+{
+	const pg_role_cfg *role = pg_config_role(cfg, req->role);
+	const pg_facts *f = &g->facts;
+	json_t *checks = json_array(), *ev = json_object(), *path, *aps, *t;
+	char when[32];
+	size_t i;
+	int r;
+
+	if (checks == NULL || ev == NULL)
+		goto fail;
+	for (r = 0; r < PG_RULE_COUNT; r++)
+		json_array_append_new(checks, json_pack("{s:s, s:s, s:s, s:s}",
+			"id", pg_rule_id(r), "name", pg_rule_name(r),
+			"result", d->rule[r].failed ? "fail" :
+				  d->rule[r].reason[0] ? "pass" : "not-evaluated",
+			"detail", d->rule[r].reason));
+	if (g->user_dn != NULL)
+		json_object_set_new(ev, "user_dn", json_string(g->user_dn));
+	path = json_array();
+	for (i = 0; path != NULL && i < g->path.n; i++)
+		json_array_append_new(path, json_string(g->path.dn[i]));
+	json_object_set_new(ev, "group_path", path);
+	if (f->ticket != NULL) {
+		const pg_ticket *tk = f->ticket;
+
+		t = json_pack("{s:s?, s:s?, s:s?, s:s?, s:s?, s:s?}",
+			      "id", tk->id, "state", tk->state,
+			      "requested_for", tk->requested_for,
+			      "requester", tk->requester, "role", tk->role,
+			      "category", tk->category);
+		if (t != NULL && tk->has_start) {
+			pg_time_format(tk->window_start, when, sizeof(when));
+			json_object_set_new(t, "window_start", json_string(when));
+		}
+		if (t != NULL && tk->has_end) {
+			pg_time_format(tk->window_end, when, sizeof(when));
+			json_object_set_new(t, "window_end", json_string(when));
+		}
+		if (t != NULL && role != NULL)
+			json_object_set_new(t, "min_approvals", json_integer(
+				pg_role_min_approvals(role, tk->category)));
+		json_object_set_new(ev, "ticket", t);
+	}
+	aps = json_array();
+	for (i = 0; aps != NULL && role != NULL && i < f->n_approvers; i++) {
+		const pg_person *p = &f->approvers[i];
+		int counted;
+		const char *why = approver_why(role, p, &counted);
+
+		json_array_append_new(aps, json_pack("{s:s, s:s?, s:b, s:s}",
+			"name", p->name, "dn", p->dn, "counted", counted,
+			"why", why));
+	}
+	json_object_set_new(ev, "approvers", aps);
+	if (f->ledger.conflict_role != NULL)
+		json_object_set_new(ev, "conflicting_issuance", json_pack(
+			"{s:s, s:I}", "role", f->ledger.conflict_role, "ts",
+			(json_int_t)f->ledger.conflict_ts));
+	if (f->ledger.bound_user != NULL)
+		json_object_set_new(ev, "ticket_bound", json_pack(
+			"{s:s, s:s?, s:i}", "user", f->ledger.bound_user,
+			"role", f->ledger.bound_role, "uses", f->ledger.uses));
+	return json_pack("{s:o, s:o}", "checks", checks, "evidence", ev);
+fail:
+	json_decref(checks);
+	json_decref(ev);
+	return NULL;
+}
+
+/* uid 0 and members of [daemon] admin_group may ask administrative
+ * questions. */
+static int
+is_admin(const pg_config *cfg, const pg_conn *c, const struct passwd *pw)
+{
+	struct group gr, *grp = NULL;
+	char buf[8192];
+	gid_t groups[256];
+	int n = 256, i;
+
+	if (c->uid == 0)
+		return 1;
+	if (cfg->daemon.admin_group == NULL || pw == NULL)
+		return 0;
+	if (getgrnam_r(cfg->daemon.admin_group, &gr, buf, sizeof(buf),
+		       &grp) != 0 || grp == NULL)
+		return 0;
+	if (getgrouplist(pw->pw_name, pw->pw_gid, groups, &n) < 0)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (groups[i] == grp->gr_gid)
+			return 1;
+	return 0;
+}
+
 static void
-access_request(pg_worker *w, const pg_config *cfg, const pg_proto_req *pr,
+access_request(pg_worker *w, const pg_ctx *ctx, const pg_proto_req *pr,
 	       const pg_request *req, int fd, pg_deadline dl)
 {
+	const pg_config *cfg = ctx->cfg;
 	pg_gathered g;
 	pg_decision d;
 	char rules[64];
 	json_t *ans;
 
-	pg_gather(w->dir, w->http, cfg, req, dl, &g);
+	pg_gather(w->dir, w->http, ctx->ledger, cfg, req, dl, &g);
 	pg_decide(cfg, req, &g.facts, &d);
 	pg_decision_rules(&d, rules, sizeof(rules));
 	pg_log(d.allow ? LOG_NOTICE : LOG_WARNING, "%s user=%s uid=%u role=%s "
@@ -295,13 +475,32 @@ access_request(pg_worker *w, const pg_config *cfg, const pg_proto_req *pr,
 	       req->role, req->ticket ? req->ticket : "-",
 	       req->ctx.service ? req->ctx.service : "-",
 	       d.allow ? "allow" : "deny", rules[0] ? rules : "-", d.reason);
-	if (!d.allow) {
+	if (pr->op == PG_OP_CHECK) {
+		json_t *x = explain(cfg, req, &g, &d);
+
+		ans = d.allow ? pg_proto_answer("allow", NULL, 0, d.reason, 0) :
+				refusal(&d);
+		if (ans != NULL && x != NULL) {
+			json_object_update(ans, x);
+			json_object_set_new(ans, "user", json_string(req->user));
+			json_object_set_new(ans, "role", json_string(req->role));
+			if (req->ticket != NULL)
+				json_object_set_new(ans, "ticket",
+						    json_string(req->ticket));
+			send_answer(fd, ans, dl);
+		} else {
+			answer_simple(fd, "error", -1, "out of memory",
+				      pg_err_exit(PG_ENOMEM), dl);
+		}
+		json_decref(x);
+		json_decref(ans);
+	} else if (!d.allow) {
 		ans = refusal(&d);
 		if (ans != NULL)
 			send_answer(fd, ans, dl);
 		json_decref(ans);
 	} else if (pr->op == PG_OP_ISSUE) {
-		issue(w, cfg, req, &g, &d, fd, dl);
+		issue(w, ctx, req, &g, &d, fd, dl);
 	} else {
 		ans = pg_proto_answer("allow", NULL, 0, d.reason, 0);
 		if (ans != NULL) {
@@ -341,9 +540,9 @@ status(const pg_config *cfg, const pg_daemon_info *info, int fd,
 }
 
 void
-pg_handle(pg_worker *w, const pg_config *cfg, const pg_daemon_info *info,
-	  const pg_conn *c)
+pg_handle(pg_worker *w, const pg_ctx *ctx, const pg_conn *c)
 {
+	const pg_config *cfg = ctx->cfg;
 	pg_deadline dl = pg_deadline_in(cfg->daemon.deadline_ms);
 	char err[256], reason[512], namebuf[4096], host[256];
 	struct passwd pw, *pwp = NULL;
@@ -371,10 +570,10 @@ pg_handle(pg_worker *w, const pg_config *cfg, const pg_daemon_info *info,
 		goto out;
 	}
 	if (pr.op == PG_OP_STATUS) {
-		status(cfg, info, c->fd, dl);
+		status(cfg, ctx->info, c->fd, dl);
 		goto out;
 	}
-	if (pr.op == PG_OP_CHECK || pr.op == PG_OP_REVIEW) {
+	if (pr.op == PG_OP_REVIEW) {
 		answer_simple(c->fd, "error", -1, "this pmpgated does not "
 			      "offer that operation", pg_err_exit(PG_EUSAGE), dl);
 		goto out;
@@ -391,7 +590,16 @@ pg_handle(pg_worker *w, const pg_config *cfg, const pg_daemon_info *info,
 	}
 	memset(&req, 0, sizeof(req));
 	req.user = pw.pw_name;
-	if (pr.user != NULL && strcmp(pr.user, pw.pw_name) != 0) {
+	if (pr.op == PG_OP_CHECK) {
+		if (!is_admin(cfg, c, &pw)) {
+			answer_simple(c->fd, "error", -1, "check is for root and "
+				      "members of [daemon] admin_group",
+				      pg_err_exit(PG_EUSAGE), dl);
+			goto out;
+		}
+		if (pr.user != NULL)
+			req.user = pr.user;
+	} else if (pr.user != NULL && strcmp(pr.user, pw.pw_name) != 0) {
 		if (c->uid == 0)
 			req.user = pr.user;
 		else
@@ -411,7 +619,7 @@ pg_handle(pg_worker *w, const pg_config *cfg, const pg_daemon_info *info,
 	req.ctx.host = host;
 	req.ctx.uid = c->uid;
 	req.ctx.pid = c->pid;
-	access_request(w, cfg, &pr, &req, c->fd, dl);
+	access_request(w, ctx, &pr, &req, c->fd, dl);
 out:
 	json_decref(doc);
 	if (line != NULL) {

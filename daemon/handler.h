@@ -14,6 +14,7 @@
 #include "../core/config.h"
 #include "../core/directory.h"
 #include "../core/http.h"
+#include "../core/ledger.h"
 
 typedef struct pg_worker {
 	int id;
@@ -37,14 +38,21 @@ typedef struct pg_daemon_info {
 	long started;		/* epoch seconds */
 } pg_daemon_info;
 
+/* What one request may use: the configuration and the services opened
+ * for it (they live as long as the configuration generation does). */
+typedef struct pg_ctx {
+	const pg_config *cfg;
+	pg_ledger *ledger;
+	const pg_daemon_info *info;
+} pg_ctx;
+
 /* Bring W up to date with CFG of generation GEN (rebuilding its
  * directory connection when the generation changed).  0 or -1. */
 int pg_worker_bind(pg_worker *w, const pg_config *cfg, unsigned gen);
 void pg_worker_release(pg_worker *w);
 
 /* Serve one connection; does not close c->fd. */
-void pg_handle(pg_worker *w, const pg_config *cfg, const pg_daemon_info *info,
-	       const pg_conn *c);
+void pg_handle(pg_worker *w, const pg_ctx *ctx, const pg_conn *c);
 
 /* Answer "busy" without reading (the server is overloaded). */
 void pg_answer_busy(int fd, const char *why);

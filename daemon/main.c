@@ -75,6 +75,23 @@ out:
 	return rc;
 }
 
+/* A state directory the daemon's user owns (created as root). */
+static int
+make_owned_dir(const char *dir, const struct passwd *pw)
+{
+	struct stat st;
+
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+		return -1;
+	if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		errno = ENOTDIR;
+		return -1;
+	}
+	if (st.st_uid == 0 && chown(dir, pw->pw_uid, pw->pw_gid) != 0)
+		return -1;
+	return 0;
+}
+
 /* Drop to PW for good and prove root cannot be regained. */
 static int
 drop_privileges(const struct passwd *pw)
@@ -152,6 +169,12 @@ main(int argc, char **argv)
 	if (make_socket_dir(cfg->daemon.socket, pw) != 0) {
 		fprintf(stderr, "pmpgated: socket directory for %s: %s\n",
 			cfg->daemon.socket, strerror(errno));
+		goto fail_usage;
+	}
+	if (pw != NULL && strcmp(cfg->ledger.backend, "file") == 0 &&
+	    make_owned_dir(cfg->ledger.path, pw) != 0) {
+		fprintf(stderr, "pmpgated: ledger directory %s: %s\n",
+			cfg->ledger.path, strerror(errno));
 		goto fail_usage;
 	}
 	if (pg_server_listen(cfg->daemon.socket, &lfd, err, sizeof(err))

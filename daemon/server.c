@@ -21,6 +21,7 @@
 /* A configuration in use: freed when retired and no worker holds it. */
 typedef struct holder {
 	pg_config *cfg;
+	pg_ledger *ledger;
 	unsigned gen;
 	int refs;
 	int retired;
@@ -79,6 +80,14 @@ out:
 	return e;
 }
 
+static void
+holder_free(holder *h)
+{
+	pg_ledger_close(h->ledger);
+	pg_config_free(h->cfg);
+	free(h);
+}
+
 static holder *
 acquire(void)
 {
@@ -99,14 +108,13 @@ release(holder *h)
 	pthread_mutex_lock(&S.lock);
 	drop = --h->refs == 0 && h->retired;
 	pthread_mutex_unlock(&S.lock);
-	if (drop) {
-		pg_config_free(h->cfg);
-		free(h);
-	}
+	if (drop)
+		holder_free(h);
 }
 
+/* Make CFG (and the services opened for it) current; takes both over. */
 static int
-swap_config(pg_config *cfg)
+swap_config(pg_config *cfg, pg_ledger *ledger)
 {
 	holder *h = calloc(1, sizeof(*h)), *old;
 	int drop;
@@ -114,6 +122,7 @@ swap_config(pg_config *cfg)
 	if (h == NULL)
 		return -1;
 	h->cfg = cfg;
+	h->ledger = ledger;
 	pthread_mutex_lock(&S.lock);
 	old = S.current;
 	h->gen = old != NULL ? old->gen + 1 : 1;
@@ -124,10 +133,8 @@ swap_config(pg_config *cfg)
 		drop = old->refs == 0;
 	}
 	pthread_mutex_unlock(&S.lock);
-	if (drop) {
-		pg_config_free(old->cfg);
-		free(old);
-	}
+	if (drop)
+		holder_free(old);
 	return 0;
 }
 
@@ -176,9 +183,11 @@ worker_main(void *arg)
 		pthread_mutex_unlock(&S.lock);
 
 		h = acquire();
-		if (pg_worker_bind(w, h->cfg, h->gen) == 0)
-			pg_handle(w, h->cfg, &S.info, &c);
-		else
+		if (pg_worker_bind(w, h->cfg, h->gen) == 0) {
+			pg_ctx ctx = { h->cfg, h->ledger, &S.info };
+
+			pg_handle(w, &ctx, &c);
+		} else
 			pg_answer_busy(c.fd, "worker could not start");
 		release(h);
 		close(c.fd);
@@ -221,18 +230,37 @@ enqueue(int fd, const struct ucred *uc, int max_per_uid)
 	}
 }
 
+/* Load PATH and open its services: all or nothing. */
+static int
+load(const char *path, pg_config **cfg, pg_ledger **ledger, char *err,
+     size_t errlen)
+{
+	*cfg = NULL;
+	*ledger = NULL;
+	if (pg_config_load(path, cfg, err, errlen) != PG_OK)
+		return -1;
+	if (pg_ledger_open(*cfg, ledger, err, errlen) != PG_OK) {
+		pg_config_free(*cfg);
+		*cfg = NULL;
+		return -1;
+	}
+	return 0;
+}
+
 static void
 reload(const char *path)
 {
 	char err[512];
 	pg_config *cfg = NULL;
+	pg_ledger *ledger = NULL;
 
-	if (pg_config_load(path, &cfg, err, sizeof(err)) != PG_OK) {
+	if (load(path, &cfg, &ledger, err, sizeof(err)) != 0) {
 		pg_log(LOG_ERR, "reload failed, keeping the running "
 		       "configuration: %s", err);
 		return;
 	}
-	if (swap_config(cfg) != 0) {
+	if (swap_config(cfg, ledger) != 0) {
+		pg_ledger_close(ledger);
 		pg_config_free(cfg);
 		pg_log(LOG_ERR, "reload failed: out of memory");
 		return;
@@ -245,6 +273,8 @@ pg_server_run(int lfd, pg_config *cfg, const char *config_path)
 {
 	pthread_t tid[64];
 	pg_worker *workers = NULL;
+	pg_ledger *ledger = NULL;
+	char err[512];
 	struct pollfd pfd[2];
 	sigset_t set;
 	int sfd = -1, i, n = cfg->daemon.workers, started = 0, rc = -1;
@@ -256,7 +286,13 @@ pg_server_run(int lfd, pg_config *cfg, const char *config_path)
 	S.info.config_path = config_path;
 	S.info.workers = n;
 	S.info.started = (long)time(NULL);
-	if (swap_config(cfg) != 0) {
+	if (pg_ledger_open(cfg, &ledger, err, sizeof(err)) != PG_OK) {
+		pg_log(LOG_ERR, "cannot open the issuance ledger: %s", err);
+		pg_config_free(cfg);
+		return -1;
+	}
+	if (swap_config(cfg, ledger) != 0) {
+		pg_ledger_close(ledger);
 		pg_config_free(cfg);
 		return -1;
 	}
@@ -340,10 +376,8 @@ out:
 	pthread_mutex_lock(&S.lock);
 	if (S.current != NULL) {
 		S.current->retired = 1;
-		if (S.current->refs == 0) {
-			pg_config_free(S.current->cfg);
-			free(S.current);
-		}
+		if (S.current->refs == 0)
+			holder_free(S.current);
 		S.current = NULL;
 	}
 	pthread_mutex_unlock(&S.lock);

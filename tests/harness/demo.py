@@ -112,6 +112,71 @@ def main():
         show("pmpgate-credentials --role procurement-manager --ticket "
              "CHG0012349    # as alice", r)
 
+        # ---- PAM: a login through pam_pmpgate.so obtains credentials ----
+        import subprocess
+        step("Logging in through PAM: pam_pmpgate.so under pamtester")
+        sec = "/usr/lib/x86_64-linux-gnu/security"
+        pamd = os.path.join(tmp, "pam.d")
+        creds = os.path.join(tmp, "creds")
+        os.makedirs(pamd)
+        os.makedirs(creds)
+        os.chmod(creds, 0o755)
+        opts = f"role=prompt socket={w.daemon.socket}"
+        mod = daemon.binary("pam_pmpgate.so")
+        with open(os.path.join(pamd, "bastion"), "w") as f:
+            f.write(f"auth required {mod} {opts}\n"
+                    f"auth required {sec}/pam_permit.so\n"
+                    f"account required {mod} {opts}\n"
+                    f"session required {mod} {opts} issue "
+                    f"credentials_dir={creds}\n")
+        with open(os.path.join(pamd, "other"), "w") as f:
+            f.write("".join(f"{k} required {sec}/pam_deny.so\n"
+                            for k in ("auth", "account", "session")))
+        pam_env = {"PATH": "/usr/bin:/bin",
+                   "LD_PRELOAD": "libpam_wrapper.so:" + daemon.NSS_WRAPPER,
+                   "PAM_WRAPPER": "1", "PAM_WRAPPER_SERVICE_DIR": pamd,
+                   "NSS_WRAPPER_PASSWD": w.daemon.passwd,
+                   "NSS_WRAPPER_GROUP": w.daemon.group}
+        say("service 'bastion': auth asks for role and ticket, account asks "
+            "pmpgated to decide, session issues; alice answers "
+            "procurement-manager and CHG0012345.")
+        r = subprocess.run(["pamtester", "bastion", "alice", "authenticate",
+                            "acct_mgmt", "open_session"], env=pam_env,
+                           input="procurement-manager\nCHG0012345\n",
+                           capture_output=True, text=True, timeout=60)
+        show("pamtester bastion alice authenticate acct_mgmt open_session",
+             r)
+        cpath = os.path.join(creds, str(daemon.USERS["alice"]),
+                             "credentials")
+        if os.path.exists(cpath):
+            st = os.stat(cpath)
+            say(f"{cpath}: mode {oct(st.st_mode & 0o777)}, owner uid "
+                f"{st.st_uid}")
+            for line in open(cpath).read().splitlines():
+                key, sep, val = line.partition(" = ")
+                if sep and key != "aws_access_key_id":
+                    line = f"{key} = {val[:8]}…({len(val)} chars)"
+                say("  " + line)
+            home = daemon.user_home(tmp, "alice")
+            r = daemon.as_user("alice", [
+                "/usr/bin/aws", "sts", "get-caller-identity", "--output",
+                "json", "--endpoint-url", w.sts.url], env={
+                "PATH": "/usr/bin:/bin", "HOME": home,
+                "AWS_CONFIG_FILE": os.path.join(home, "none"),
+                "AWS_SHARED_CREDENTIALS_FILE": cpath,
+                "AWS_PROFILE": "procurement-manager",
+                "AWS_DEFAULT_REGION": "us-east-1",
+                "AWS_CA_BUNDLE": w.ca.cert, "AWS_PAGER": "",
+                "AWS_EC2_METADATA_DISABLED": "true"}, timeout=120)
+            show("aws sts get-caller-identity    # as alice, with the "
+                 "session's AWS_SHARED_CREDENTIALS_FILE and AWS_PROFILE", r)
+        r = subprocess.run(["pamtester", "bastion", "alice",
+                            "close_session"], env=pam_env,
+                           capture_output=True, text=True, timeout=60)
+        show("pamtester bastion alice close_session", r)
+        say(f"credentials file still there: {os.path.exists(cpath)}")
+        # ---- end of the PAM block ----
+
         step("Refused: the directory is down (fail closed)")
         w.slapd.stop()
         r = w.credentials("alice", "procurement-manager", "CHG0012345")

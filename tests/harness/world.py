@@ -93,6 +93,7 @@ class World:
                 "min_approvals": "1", "requester_may_hold": "no",
                 "conflicts": "procurement-manager"},
             "separation": {"window": "12h"},
+            "ledger": {"backend": "file", "path": d.state},
         }
         for sec, keys in list(self.overrides.items()) + list(sections.items()):
             conf.setdefault(sec, {})

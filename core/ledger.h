@@ -1,0 +1,240 @@
+/*
+ * ledger.h - the issuance ledger: the history behind R6 conflicting-issuance
+ * and R7 ticket-bound (DESIGN.md, "The decision", "Scale").
+ *
+ * One interface, several backends, selected by [ledger] backend:
+ *   file  a directory on this host ([ledger] path), correct for any number
+ *         of daemons and tools on the host sharing it (flock + atomic
+ *         rename), and for any number of threads in each;
+ *   etcd  several hosts (not supported yet: pg_ledger_open refuses it with
+ *         PG_ECONFIG).
+ * Callers see only the functions below; a backend is a table of operations
+ * inside ledger.c.
+ *
+ * ---- What the ledger knows -------------------------------------------------
+ *
+ * issuance  (user, role, ticket, ts, expiration, access key id): credentials
+ *           of ROLE were issued to USER with TICKET at ts (the time of the
+ *           reservation that became the issuance).  Kept while
+ *           now < ts + [separation] window; that is all R6 needs.
+ * binding   ticket -> (user, role, first, last, uses): the first issuance
+ *           made with a ticket binds it to that user and role; uses counts
+ *           the issuances made with it.  Kept while
+ *           now < last + max([separation] window, PG_LEDGER_TICKET_KEEP).
+ *           Why that long: R3 already refuses a ticket outside its approved
+ *           window, so a binding only has to outlive the ticket's window.
+ *           The ledger is not told that window; change windows are hours
+ *           to weeks, so 90 days after the ticket's LAST use is well past
+ *           any realistic one, while the file stays small enough to be
+ *           rewritten on every issuance.  A ticket whose window is longer
+ *           and which lies unused for 90 days loses its binding (R3 still
+ *           applies to it).
+ * last      (user, role) -> the time of the last issuance, for
+ *           `pmpgate review`.  Kept for PG_LEDGER_LAST_KEEP after it.
+ * reservation  (id, user, role, ticket, ts, expires, owner): an issuance in
+ *           progress (between pg_ledger_reserve and pg_ledger_commit or
+ *           pg_ledger_release).  A LIVE reservation counts exactly like an
+ *           issuance for R6 (a conflicting role reserved for the user), binds
+ *           its ticket for R7 when the ticket is not bound yet, and counts as
+ *           a use for max_uses: so two requests racing for conflicting roles,
+ *           or for one ticket, cannot both pass.  A reservation is VOID (as
+ *           if it never happened) once
+ *             - now >= expires: its lease, the daemon's request deadline
+ *               ([daemon] deadline) + PG_LEDGER_LEASE_MARGIN seconds, has
+ *               run out (the owner, if alive, no longer issues for it), or
+ *             - its owner is gone: the owner is recorded as (pid, process
+ *               start time from /proc/PID/stat, kernel boot id, pid
+ *               namespace); a reservation whose boot id differs from the
+ *               current one, or whose pid no longer exists, is a zombie, or
+ *               belongs to a process started at another time (pid reused)
+ *               is void at once.  When the owner's pid namespace differs
+ *               from ours (another container), liveness cannot be judged
+ *               and only the lease applies.
+ *           So a daemon killed with -9 between reserve and commit blocks
+ *           nothing: its reservations are void as soon as it is dead.
+ *           A released reservation is removed: the ticket it would have
+ *           bound is not bound, its use is not counted.
+ *
+ * ---- Rules as the ledger evaluates them -----------------------------------
+ *
+ * For USER asking ROLE with TICKET at NOW, CONFLICTS being ROLE's
+ * `conflicts`:
+ *   R6 fails when a live issuance or a live reservation names USER and a
+ *      role in CONFLICTS (issuance live: ts > now - window, i.e. a request
+ *      at exactly ts + window passes).  The most recent such one is reported.
+ *   R7 fails when TICKET is bound (by a live binding, else by the earliest
+ *      live reservation with it) to another user or another role, or when
+ *      max_uses > 0 and the uses (issuances recorded + live reservations)
+ *      are >= max_uses.
+ * Users, roles and tickets are compared byte for byte, stored as JSON
+ * strings, never interpreted.  A user issued the SAME role again is not a
+ * conflict.  The window is measured from issuance: it should be at least
+ * the longest role max_duration, or a user could hold credentials of two
+ * conflicting roles at once.
+ *
+ * ---- The file backend ------------------------------------------------------
+ *
+ * [ledger] path is a directory, created 0700 by pg_ledger_open when missing
+ * (its parent must exist; call pg_ledger_open as the user that will use the
+ * ledger, i.e. after dropping privileges).  Every operation opens it again
+ * (O_DIRECTORY|O_NOFOLLOW) and refuses unless it is a directory owned by
+ * root or the effective uid and not writable by group or others; every file
+ * in it is opened with O_NOFOLLOW relative to that descriptor and checked
+ * on the descriptor (regular file, owner root or euid, not writable by
+ * group or others).  Files:
+ *   ledger.json      the state, one JSON document (below);
+ *   ledger.lock      empty, 0644, opened read-only; flock(LOCK_EX) around
+ *                    every read-modify-write;
+ *   ledger.json.tmp  the next state while it is written (under the lock).
+ * A write: lock (a process-wide mutex, then flock on a descriptor opened
+ * for this operation, waiting at most PG_LEDGER_LOCK_WAIT_MS), read and
+ * check the current state, expire old records, write the new state to
+ * ledger.json.tmp (O_CREAT|O_EXCL|O_NOFOLLOW, 0600), fsync it, rename it
+ * over ledger.json, fsync the directory, unlock.  A read (facts, last
+ * issuance) takes no lock: rename is atomic, a reader sees the old or the
+ * new state, never a mix.  A missing ledger.json is an empty ledger (a new
+ * installation).
+ *
+ * Format, version 1 (all times epoch seconds; objects have exactly these
+ * keys, no others):
+ *   {"version": 1,
+ *    "issued": [{"user": S, "role": S, "ticket": S, "ts": N,
+ *                "expiration": N, "access_key_id": S}, ...],
+ *    "tickets": {TICKET: {"user": S, "role": S, "first": N, "last": N,
+ *                         "uses": N}, ...},
+ *    "last": [{"user": S, "role": S, "ts": N}, ...],
+ *    "reservations": [{"id": S, "user": S, "role": S, "ticket": S,
+ *                      "ts": N, "expires": N, "pid": N, "start": N,
+ *                      "boot_id": S, "pidns": N}, ...]}
+ * A ledger that cannot be read or parsed, has another version, a missing
+ * or extra key, a value of the wrong type, duplicate keys, a negative
+ * number, or is a symbolic link or not a regular file, is refused with an
+ * error (R9): it never allows and is never reset.  Whoever repairs it
+ * decides what its history was.
+ *
+ * ---- Errors ----------------------------------------------------------------
+ *
+ * PG_OK; PG_DENIED (reserve only: R6 or R7 fails); PG_EINVAL (a bad
+ * argument: empty, too long or not UTF-8); PG_ECONFIG (backend not
+ * supported, directory or file with wrong type, owner or mode, a symbolic
+ * link); PG_EPROTO (corrupt ledger); PG_EUNAVAIL (I/O error); PG_EBUSY
+ * (lock not obtained in time); PG_ETIMEOUT (commit: the reservation had
+ * lapsed); PG_ENOMEM.  Every error writes a message to err.  Every
+ * operation but pg_ledger_reserve returning PG_DENIED is, to decide(), R9.
+ *
+ * ---- Use (the order of effects of an issue request) -------------------------
+ *
+ *   pg_ledger_facts_get -> pg_decide -> [allow] pg_ledger_reserve
+ *     -> PG_DENIED: refuse with rule_out (R6/R7) and err
+ *     -> other error: refuse (R9)
+ *     -> PG_OK: audit grant -> STS -> ok: pg_ledger_commit; failed:
+ *        pg_ledger_release
+ * Exactly one of pg_ledger_commit / pg_ledger_release is called for every
+ * reservation; both free it, whatever they return.
+ */
+#ifndef PMPGATE_LEDGER_H
+#define PMPGATE_LEDGER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "err.h"
+#include "policy.h"
+
+/* Bindings are kept this long after a ticket's last use (or the
+ * separation window, if longer). */
+#define PG_LEDGER_TICKET_KEEP (90 * 86400)
+/* Last-issuance entries (for review) are kept this long. */
+#define PG_LEDGER_LAST_KEEP (400 * 86400)
+/* Reservation lease = [daemon] deadline (rounded up to seconds) + this. */
+#define PG_LEDGER_LEASE_MARGIN 30
+/* Longest wait for the file lock before PG_EBUSY. */
+#define PG_LEDGER_LOCK_WAIT_MS 5000
+/* Largest ledger file read (a bigger one is refused as corrupt). */
+#define PG_LEDGER_MAX_FILE (64u * 1024 * 1024)
+/* Longest user, role or ticket accepted. */
+#define PG_LEDGER_MAX_VALUE 1024
+
+typedef struct pg_ledger pg_ledger;	/* opaque; thread-safe; one per daemon */
+typedef struct pg_reservation pg_reservation;	/* opaque */
+
+/*
+ * Open the ledger of CFG ([ledger] backend, path; [separation] window;
+ * [daemon] deadline for the reservation lease).  The file backend creates
+ * the directory (0700) when missing and checks it, and checks or creates
+ * ledger.lock; it does not read ledger.json (a damaged ledger refuses
+ * requests, it does not stop the daemon).  PG_ECONFIG for an unsupported
+ * backend or a bad directory.  Free with pg_ledger_close.
+ */
+pg_err pg_ledger_open(const pg_config *cfg, pg_ledger **out, char *err,
+		      size_t errlen);
+
+/* Close; NULL is fine.  Every reservation must have been committed or
+ * released before. */
+void pg_ledger_close(pg_ledger *l);
+
+/*
+ * The read-only view for decide() and `check`: fills F for USER asking ROLE
+ * with TICKET at NOW.  conflict_role/conflict_ts: a role in CONFLICTS
+ * (N_CONFLICTS names; NULL with 0) issued or reserved to USER within the
+ * window (the most recent); bound_user/bound_role: the ticket's binding
+ * (NULL when unbound); uses: issuances made with the ticket plus live
+ * reservations of it.  TICKET may be NULL or "" (no ticket facts).  The
+ * strings in F point into *HOLD, which the caller frees with
+ * pg_ledger_facts_free (also after an error; *HOLD is NULL then and F is
+ * zeroed).  Records nothing.
+ */
+pg_err pg_ledger_facts_get(pg_ledger *l, const char *user, const char *role,
+			   const char *ticket, const char *const *conflicts,
+			   size_t n_conflicts, int64_t now, pg_ledger_facts *f,
+			   void **hold, char *err, size_t errlen);
+
+/* Free what pg_ledger_facts_get left in *hold; NULL is fine. */
+void pg_ledger_facts_free(void *hold);
+
+/*
+ * The atomic check-and-record, after decide() allowed and before STS:
+ * under the lock, re-evaluates R6 and R7 as above (another process or
+ * thread may have issued or reserved in between) and, when both pass,
+ * records a reservation owned by this process.  MAX_USES is the role's
+ * max_uses (0 = unlimited).  TICKET must be non-empty.
+ *   PG_OK      reserved: *RES is set;
+ *   PG_DENIED  *RULE_OUT = PG_R6 or PG_R7 (R6 when both fail; the message
+ *              in ERR then gives both reasons), a reason in ERR;
+ *   otherwise  the ledger is unavailable or damaged (R9), *RULE_OUT = PG_R9.
+ * *RES is NULL unless PG_OK.
+ */
+pg_err pg_ledger_reserve(pg_ledger *l, const char *user, const char *role,
+			 const char *ticket, const char *const *conflicts,
+			 size_t n_conflicts, int max_uses, int64_t now,
+			 pg_reservation **res, int *rule_out, char *err,
+			 size_t errlen);
+
+/*
+ * STS issued: the reservation RES becomes an issuance (with EXPIRATION, the
+ * credentials' expiry, and ACCESS_KEY_ID, which may be NULL, for review),
+ * the ticket's binding is created or its uses counted, and the user's last
+ * issuance of the role updated.  Frees RES.  When the reservation is no
+ * longer in the ledger (its lease lapsed: the caller took longer than the
+ * lease between reserve and commit), the issuance is still recorded (STS
+ * did issue) and PG_ETIMEOUT is returned: the caller must not hand the
+ * credentials out, another request may have been let through meanwhile.
+ * Any other error: nothing recorded; the reservation lapses with its lease.
+ */
+pg_err pg_ledger_commit(pg_ledger *l, pg_reservation *res, int64_t expiration,
+			const char *access_key_id, char *err, size_t errlen);
+
+/* STS failed: remove the reservation, as if it never happened (no binding,
+ * no use).  Frees RES.  On an error the reservation lapses with its lease
+ * (or at once when this process ends). */
+pg_err pg_ledger_release(pg_ledger *l, pg_reservation *res, char *err,
+			 size_t errlen);
+
+/* For `pmpgate review`: the time of the last issuance of ROLE to USER
+ * (*WHEN = 0 if none is recorded within PG_LEDGER_LAST_KEEP). */
+pg_err pg_ledger_last_issuance(pg_ledger *l, const char *user,
+			       const char *role, int64_t *when, char *err,
+			       size_t errlen);
+
+#endif

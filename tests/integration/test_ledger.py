@@ -1,0 +1,312 @@
+"""core/ledger.c across processes (build/probe/ledgerprobe).
+
+Every probe is its own process with its own ledger handle, as several
+daemons or tools on one host would be.  The races start 32 probes at once;
+in half of the rounds they are held at the ledger's own lock until all of
+them have started, so that they really contend.
+"""
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "harness"))
+
+import common  # noqa: E402,F401
+
+BUILD = os.environ.get("PMPGATE_BUILD", "/work/main/build")
+PROBE = os.path.join(BUILD, "probe", "ledgerprobe")
+PM = "procurement-manager"
+ADMIN = "pmp-administrator"
+ROUNDS = 20
+RACERS = 32
+
+CONF = """
+[daemon]
+deadline = 2s
+
+[directory]
+uri = ldap://127.0.0.1:9
+base = dc=example,dc=com
+allow_plaintext = yes
+
+[tickets]
+provider = servicenow
+url = https://127.0.0.1:9/api/now/table/change_request?number={{ticket}}
+id_pattern = T[0-9]+
+
+[aws]
+region = us-east-1
+credentials = env
+
+[role procurement-manager]
+group = cn=procurement-managers,ou=groups,dc=example,dc=com
+role_arn = arn:aws:iam::123456789012:role/procurement-manager
+conflicts = pmp-administrator
+{pm_extra}
+
+[role pmp-administrator]
+group = cn=pmp-administrators,ou=groups,dc=example,dc=com
+role_arn = arn:aws:iam::123456789012:role/pmp-administrator
+conflicts = procurement-manager
+
+[separation]
+window = {window}
+
+[ledger]
+backend = file
+path = {path}
+"""
+
+
+class Ledger:
+    """A config naming a fresh ledger directory, and probes against it."""
+
+    def __init__(self, tmp, name, window="1h", pm_extra=""):
+        self.dir = os.path.join(tmp, name)
+        self.path = os.path.join(self.dir, "ledger")
+        os.makedirs(self.dir, mode=0o700)
+        self.conf = os.path.join(self.dir, "pmpgate.conf")
+        fd = os.open(self.conf, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(CONF.format(window=window, path=self.path,
+                                pm_extra=pm_extra))
+
+    def argv(self, *args, now=None):
+        extra = ["--now", str(now)] if now is not None else []
+        return [PROBE, self.conf, *extra, *args]
+
+    def run(self, *args, now=None):
+        return subprocess.run(self.argv(*args, now=now), capture_output=True,
+                              text=True, timeout=30)
+
+    def reserve(self, user, role, ticket, now=None):
+        return self.run("reserve", user, role, ticket, now=now)
+
+    def facts(self, user, role, ticket="-", now=None):
+        p = self.run("facts", user, role, ticket, now=now)
+        assert p.returncode == 0, p.stderr
+        return dict(line.split(" ", 1) for line in p.stdout.splitlines())
+
+    def race(self, jobs, barrier):
+        """Run the probes JOBS (argument lists) at once; their results."""
+        lock = None
+        if barrier:
+            # create the directory and lock file, then hold the lock
+            assert self.run("last", "nobody", PM).returncode == 0
+            lock = os.open(os.path.join(self.path, "ledger.lock"),
+                           os.O_RDWR | os.O_NOFOLLOW)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            procs = [subprocess.Popen(self.argv(*j), stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True)
+                     for j in jobs]
+            if barrier:
+                time.sleep(0.3)      # all started and polling the lock
+                fcntl.flock(lock, fcntl.LOCK_UN)
+            out = []
+            for p in procs:
+                o, e = p.communicate(timeout=60)
+                out.append((p.returncode, o.strip(), e.strip()))
+            return out
+        finally:
+            if lock is not None:
+                os.close(lock)
+
+
+def outcome(result):
+    rc, out, err = result
+    if rc == 0 and out == "ok":
+        return "ok"
+    if rc == 1 and out.startswith("denied R6:"):
+        return "R6"
+    if rc == 1 and out.startswith("denied R7:"):
+        return "R7"
+    raise AssertionError(f"unexpected probe result {result!r}")
+
+
+@pytest.fixture
+def tmp(tmp_path):
+    os.chmod(tmp_path, 0o700)
+    return str(tmp_path)
+
+
+@pytest.mark.parametrize("barrier", [True, False], ids=["barrier", "free"])
+def test_race_conflicting_roles(tmp, barrier):
+    """16 x procurement-manager and 16 x pmp-administrator for one user:
+    all of one role succeed, none of the other."""
+    for rnd in range(ROUNDS // 2):
+        lg = Ledger(tmp, f"roles{rnd}")
+        jobs = [("reserve", "alice", PM if i % 2 else ADMIN, f"T{i}")
+                for i in range(RACERS)]
+        res = [outcome(r) for r in lg.race(jobs, barrier)]
+        won = {jobs[i][2] for i, r in enumerate(res) if r == "ok"}
+        assert len(won) == 1, (rnd, res)
+        for i, r in enumerate(res):
+            assert r == ("ok" if jobs[i][2] in won else "R6"), (rnd, i, res)
+        # the record agrees: the other role is refused now, this one not
+        lost = ADMIN if won == {PM} else PM
+        assert lg.facts("alice", lost)["conflict_role"] == won.pop()
+        assert lg.facts("alice", jobs[0][2] if jobs[0][2] != lost
+                        else jobs[1][2])["conflict_role"] == "-"
+
+
+@pytest.mark.parametrize("barrier", [True, False], ids=["barrier", "free"])
+def test_race_one_ticket(tmp, barrier):
+    """32 users race for one ticket: exactly one gets it."""
+    for rnd in range(ROUNDS // 2):
+        lg = Ledger(tmp, f"ticket{rnd}")
+        jobs = [("reserve", f"user{i}", PM, "T1") for i in range(RACERS)]
+        res = [outcome(r) for r in lg.race(jobs, barrier)]
+        assert res.count("ok") == 1, (rnd, res)
+        assert res.count("R7") == RACERS - 1, (rnd, res)
+        winner = jobs[res.index("ok")][1]
+        f = lg.facts("someone", PM, "T1")
+        assert (f["bound_user"], f["bound_role"], f["uses"]) == \
+            (winner, PM, "1")
+
+
+def test_race_max_uses(tmp):
+    """max_uses = 2: of 32 concurrent uses of one ticket by its user, 2."""
+    for rnd in range(5):
+        lg = Ledger(tmp, f"uses{rnd}", pm_extra="max_uses = 2")
+        jobs = [("reserve", "alice", PM, "T1")] * RACERS
+        res = [outcome(r) for r in lg.race(jobs, rnd % 2 == 0)]
+        assert res.count("ok") == 2, (rnd, res)
+        assert res.count("R7") == RACERS - 2, (rnd, res)
+        assert lg.facts("alice", PM, "T1")["uses"] == "2"
+
+
+def _hold(lg, user, role, ticket, seconds=3600):
+    p = subprocess.Popen(lg.argv("reserve-hold", user, role, ticket,
+                                 str(seconds)),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    assert p.stdout.readline().strip() == "reserved", p.stderr.read()
+    return p
+
+
+@pytest.mark.parametrize("reap", [True, False], ids=["reaped", "zombie"])
+def test_kill_9_during_reserve(tmp, reap):
+    """A process killed with -9 while holding a reservation blocks nothing
+    afterwards (its reservation is void once it is dead), while it was
+    alive its reservation counted for R6 and R7."""
+    lg = Ledger(tmp, "kill")
+    p = _hold(lg, "alice", PM, "T1")
+    try:
+        assert outcome(astuple(lg.reserve("alice", ADMIN, "T2"))) == "R6"
+        assert outcome(astuple(lg.reserve("bob", PM, "T1"))) == "R7"
+    finally:
+        p.send_signal(signal.SIGKILL)
+    if reap:
+        p.wait(timeout=10)
+    else:
+        # not reaped: a zombie holds the pid, and still counts as dead
+        common.wait_for(lambda: _state(p.pid) == "Z", timeout=10)
+    try:
+        assert outcome(astuple(lg.reserve("alice", ADMIN, "T2"))) == "ok"
+        assert outcome(astuple(lg.reserve("bob", PM, "T1"))) == "ok"
+        assert lg.facts("x", PM, "T1")["bound_user"] == "bob"
+    finally:
+        p.wait(timeout=10)
+        p.stdout.close()
+        p.stderr.close()
+
+
+def _state(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def astuple(cp):
+    return (cp.returncode, cp.stdout.strip(), cp.stderr.strip())
+
+
+def test_hold_then_commit(tmp):
+    """A slow issuance in one process blocks a conflicting one in another
+    until it is recorded, and its record then keeps blocking it."""
+    lg = Ledger(tmp, "slow")
+    p = _hold(lg, "alice", PM, "T1", seconds=1)
+    assert outcome(astuple(lg.reserve("alice", ADMIN, "T2"))) == "R6"
+    assert p.stdout.readline().strip() == "committed"
+    assert p.wait(timeout=10) == 0
+    p.stdout.close()
+    p.stderr.close()
+    assert outcome(astuple(lg.reserve("alice", ADMIN, "T2"))) == "R6"
+    assert int(lg.run("last", "alice", PM).stdout.split()[1]) > 0
+
+
+def test_processes_share_records(tmp):
+    """What one process records, another sees: facts, verdicts, last."""
+    lg = Ledger(tmp, "share")
+    t = int(time.time())
+    assert outcome(astuple(lg.reserve("alice", PM, "T1", now=t))) == "ok"
+    f = lg.facts("alice", ADMIN, "T2", now=t + 1)
+    assert f["conflict_role"] == PM and f["conflict_ts"] == str(t)
+    f = lg.facts("bob", PM, "T1", now=t + 1)
+    assert (f["bound_user"], f["bound_role"], f["uses"]) == \
+        ("alice", PM, "1")
+    assert outcome(astuple(lg.reserve("bob", PM, "T1", now=t + 1))) == "R7"
+    assert outcome(astuple(lg.reserve("alice", ADMIN, "T1",
+                                      now=t + 1))) == "R6"
+    assert lg.run("last", "alice", PM).stdout.strip() == f"last {t}"
+    assert lg.run("last", "alice", ADMIN).stdout.strip() == "last 0"
+
+
+def test_window_across_processes(tmp):
+    """A separation window of seconds: refused within it, allowed after."""
+    lg = Ledger(tmp, "window", window="5s")
+    t = int(time.time())
+    assert outcome(astuple(lg.reserve("alice", PM, "T1", now=t))) == "ok"
+    assert outcome(astuple(lg.reserve("alice", ADMIN, "T2",
+                                      now=t + 4))) == "R6"
+    assert outcome(astuple(lg.reserve("alice", ADMIN, "T2",
+                                      now=t + 5))) == "ok"
+    assert outcome(astuple(lg.reserve("alice", PM, "T3",
+                                      now=t + 6))) == "R6"
+
+
+def test_release_across_processes(tmp):
+    """A released reservation (STS failed) leaves the ticket unbound."""
+    lg = Ledger(tmp, "release")
+    p = lg.run("release-after", "alice", PM, "T1")
+    assert (p.returncode, p.stdout.strip()) == (0, "released"), p.stderr
+    assert outcome(astuple(lg.reserve("alice", ADMIN, "T2"))) == "ok"
+    assert outcome(astuple(lg.reserve("bob", PM, "T1"))) == "ok"
+
+
+@pytest.mark.parametrize("content", [b"garbage", b"", b'{"version":2}',
+                                     b'{"version":1,"issued":[],"tick'])
+def test_damaged_ledger_refuses(tmp, content):
+    """A damaged ledger refuses every process (exit 3) and is left as it
+    was, never reset."""
+    lg = Ledger(tmp, "damaged")
+    assert lg.run("last", "nobody", PM).returncode == 0
+    path = os.path.join(lg.path, "ledger.json")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.write(fd, content)
+    os.close(fd)
+    for args in (("reserve", "alice", PM, "T1"),
+                 ("facts", "alice", PM, "T1"), ("last", "alice", PM)):
+        p = lg.run(*args)
+        assert p.returncode == 3, (args, p.stdout, p.stderr)
+        assert "damaged" in p.stderr and "ok" not in p.stdout
+    with open(path, "rb") as f:
+        assert f.read() == content
+
+
+def test_symlinked_ledger_refuses(tmp):
+    lg = Ledger(tmp, "symlink")
+    assert lg.run("last", "nobody", PM).returncode == 0
+    other = os.path.join(tmp, "other.json")
+    with open(other, "w") as f:
+        f.write('{"version":1,"issued":[],"tickets":{},"last":[],'
+                '"reservations":[]}')
+    os.symlink(other, os.path.join(lg.path, "ledger.json"))
+    p = lg.reserve("alice", PM, "T1")
+    assert p.returncode == 2 and "symbolic link" in p.stderr, p.stderr

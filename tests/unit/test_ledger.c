@@ -1,0 +1,1154 @@
+/*
+ * test_ledger.c - the issuance ledger (core/ledger.c), file backend.
+ *
+ * Each test works on a fresh ledger directory under a private temp dir.
+ * Times are passed as `now` (the API takes it), so windows and leases are
+ * crossed without sleeping.  Sequences of issuances are a table: every
+ * step states the verdict it must get, and before every reserve the
+ * read-only facts are checked to predict exactly that verdict.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "../../core/ledger.h"
+
+#define PM "procurement-manager"
+#define ADMIN "pmp-administrator"
+#define AUDITOR "auditor"		/* conflicts with nothing */
+#define WINDOW 10
+#define DEADLINE_MS 5000
+#define LEASE (DEADLINE_MS / 1000 + PG_LEDGER_LEASE_MARGIN)
+#define T0 1700000000LL
+
+static char tmpdir[64];
+static unsigned dir_seq;
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static const char *const pm_conflicts[] = { ADMIN };
+static const char *const admin_conflicts[] = { PM };
+
+static const char *const *
+conflicts_of(const char *role, size_t *n)
+{
+	if (strcmp(role, PM) == 0) {
+		*n = 1;
+		return pm_conflicts;
+	}
+	if (strcmp(role, ADMIN) == 0) {
+		*n = 1;
+		return admin_conflicts;
+	}
+	*n = 0;
+	return NULL;
+}
+
+typedef struct env {
+	char dir[128];
+	char backend[16];
+	pg_config cfg;
+	pg_ledger *l;
+} env;
+
+/* A config naming a new ledger directory (not created yet). */
+static void
+env_init(env *e, int64_t window)
+{
+	memset(e, 0, sizeof(*e));
+	snprintf(e->dir, sizeof(e->dir), "%s/l%u", tmpdir, dir_seq++);
+	snprintf(e->backend, sizeof(e->backend), "file");
+	e->cfg.ledger.backend = e->backend;
+	e->cfg.ledger.path = e->dir;
+	e->cfg.separation.window = window;
+	e->cfg.daemon.deadline_ms = DEADLINE_MS;
+}
+
+static void
+env_open(env *e, int64_t window)
+{
+	char err[512] = "";
+	pg_err rc;
+
+	env_init(e, window);
+	rc = pg_ledger_open(&e->cfg, &e->l, err, sizeof(err));
+	if (rc != PG_OK)
+		fail_msg("pg_ledger_open: %s: %s", pg_err_name(rc), err);
+}
+
+static void
+env_close(env *e)
+{
+	pg_ledger_close(e->l);
+	e->l = NULL;
+}
+
+static void
+path_in(const env *e, const char *name, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%s", e->dir, name);
+}
+
+static void
+write_file(const char *path, const char *text, size_t len, mode_t mode)
+{
+	int fd;
+
+	(void)unlink(path);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, len), (ssize_t)len);
+	assert_int_equal(fchmod(fd, mode), 0);
+	assert_int_equal(close(fd), 0);
+}
+
+static char *
+slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf;
+	long n;
+
+	if (f == NULL)
+		fail_msg("cannot open %s: %s", path, strerror(errno));
+	assert_int_equal(fseek(f, 0, SEEK_END), 0);
+	n = ftell(f);
+	assert_true(n >= 0);
+	rewind(f);
+	buf = malloc((size_t)n + 1);
+	assert_non_null(buf);
+	assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+	buf[n] = '\0';
+	fclose(f);
+	*len = (size_t)n;
+	return buf;
+}
+
+/* The verdict the read-only facts predict for a reserve (-1 = allow). */
+static int
+predict(const pg_ledger_facts *f, const char *user, const char *role,
+	int max_uses)
+{
+	if (f->conflict_role != NULL)
+		return PG_R6;
+	if (f->bound_user != NULL && (strcmp(f->bound_user, user) != 0 ||
+				      strcmp(f->bound_role, role) != 0))
+		return PG_R7;
+	if (max_uses > 0 && f->uses >= max_uses)
+		return PG_R7;
+	return -1;
+}
+
+/* Reserve, after checking that the facts predict the verdict.  Returns
+ * the pg_err; *RES set on PG_OK, *RULE the rule on PG_DENIED. */
+static pg_err
+reserve(env *e, const char *user, const char *role, const char *ticket,
+	int max_uses, int64_t now, pg_reservation **res, int *rule, char *err,
+	size_t errlen)
+{
+	const char *const *c;
+	pg_ledger_facts f;
+	void *hold = NULL;
+	size_t n;
+	pg_err rc;
+	int want;
+
+	c = conflicts_of(role, &n);
+	rc = pg_ledger_facts_get(e->l, user, role, ticket, c, n, now, &f,
+				 &hold, err, errlen);
+	if (rc != PG_OK)
+		fail_msg("facts_get: %s: %s", pg_err_name(rc), err);
+	want = predict(&f, user, role, max_uses);
+	pg_ledger_facts_free(hold);
+
+	*rule = -1;
+	rc = pg_ledger_reserve(e->l, user, role, ticket, c, n, max_uses, now,
+			       res, rule, err, errlen);
+	if (want < 0 && rc != PG_OK)
+		fail_msg("facts predicted allow, reserve gave %s: %s",
+			 pg_err_name(rc), err);
+	if (want >= 0 && (rc != PG_DENIED || *rule != want))
+		fail_msg("facts predicted %s, reserve gave %s (rule %d): %s",
+			 pg_rule_id(want), pg_err_name(rc), *rule, err);
+	if (rc == PG_OK)
+		assert_non_null(*res);
+	else
+		assert_null(*res);
+	return rc;
+}
+
+/* ---- table-driven sequences ------------------------------------------------ */
+
+enum op {
+	ISSUE,		/* reserve + commit */
+	HOLD,		/* reserve, keep the reservation in slot `slot` */
+	COMMIT,		/* commit slot */
+	RELEASE,	/* release slot */
+	LAST,		/* last issuance of role to user == when */
+	FACTS,		/* facts: conflict_role (role field), bound (ticket
+			   field as "user/role" or NULL), uses (max_uses) */
+	END
+};
+
+struct step {
+	enum op op;
+	const char *user, *role, *ticket;
+	int64_t now;
+	int max_uses;
+	pg_err want;
+	int rule;		/* with PG_DENIED */
+	int slot;
+	int64_t when;		/* LAST */
+	const char *facts_conflict;	/* FACTS */
+};
+
+struct sequence {
+	const char *name;
+	int64_t window;
+	struct step steps[12];
+};
+
+#define OK PG_OK
+#define DENY PG_DENIED
+#define ISS(u, r, t, now, mu, want, rule) \
+	{ ISSUE, u, r, t, now, mu, want, rule, 0, 0, NULL }
+#define HLD(u, r, t, now, mu, want, rule, slot) \
+	{ HOLD, u, r, t, now, mu, want, rule, slot, 0, NULL }
+#define CMT(slot, want) { COMMIT, NULL, NULL, NULL, 0, 0, want, -1, slot, 0, NULL }
+#define REL(slot) { RELEASE, NULL, NULL, NULL, 0, 0, OK, -1, slot, 0, NULL }
+#define LST(u, r, when) { LAST, u, r, NULL, 0, 0, OK, -1, 0, when, NULL }
+#define FCT(u, r, t, now, conflict, bound, uses) \
+	{ FACTS, u, r, t, now, uses, OK, -1, 0, 0, conflict }, \
+	{ FACTS, u, r, bound, now, -1, OK, -1, 0, 0, NULL }
+#define ENDS { END, NULL, NULL, NULL, 0, 0, OK, -1, 0, 0, NULL }
+
+static const struct sequence sequences[] = {
+	{ "R6 within the window, not after it", WINDOW, {
+		ISS("alice", PM, "T1", T0, 0, OK, -1),
+		ISS("alice", ADMIN, "T2", T0 + 1, 0, DENY, PG_R6),
+		ISS("alice", ADMIN, "T2", T0 + WINDOW - 1, 0, DENY, PG_R6),
+		ISS("alice", ADMIN, "T2", T0 + WINDOW, 0, OK, -1),
+		/* and now the other way round */
+		ISS("alice", PM, "T3", T0 + WINDOW + 1, 0, DENY, PG_R6),
+		ISS("alice", PM, "T3", T0 + 2 * WINDOW, 0, OK, -1),
+		ENDS } },
+	{ "R6 is per user; the same role again is no conflict", WINDOW, {
+		ISS("alice", PM, "T1", T0, 0, OK, -1),
+		ISS("bob", ADMIN, "T2", T0 + 1, 0, OK, -1),
+		ISS("alice", PM, "T3", T0 + 2, 0, OK, -1),
+		ISS("alice", AUDITOR, "T4", T0 + 3, 0, OK, -1),
+		ISS("bob", PM, "T5", T0 + 4, 0, DENY, PG_R6),
+		ENDS } },
+	{ "R7 a ticket for another user", WINDOW, {
+		ISS("alice", PM, "T1", T0, 0, OK, -1),
+		ISS("bob", PM, "T1", T0 + 1, 0, DENY, PG_R7),
+		/* long after the separation window: still bound */
+		ISS("bob", PM, "T1", T0 + 86400, 0, DENY, PG_R7),
+		ENDS } },
+	{ "R7 a ticket for another role", WINDOW, {
+		ISS("alice", PM, "T1", T0, 0, OK, -1),
+		ISS("alice", AUDITOR, "T1", T0 + 1, 0, DENY, PG_R7),
+		/* both fail: R6 reported first */
+		ISS("alice", ADMIN, "T1", T0 + 2, 0, DENY, PG_R6),
+		ISS("alice", ADMIN, "T1", T0 + WINDOW + 1, 0, DENY, PG_R7),
+		ENDS } },
+	{ "same user, role and ticket again", WINDOW, {
+		ISS("alice", PM, "T1", T0, 0, OK, -1),
+		ISS("alice", PM, "T1", T0 + 1, 0, OK, -1),
+		ISS("alice", PM, "T1", T0 + 100000, 0, OK, -1),
+		FCT("alice", PM, "T1", T0 + 100001, NULL, "alice/" PM, 3),
+		ENDS } },
+	{ "max_uses", WINDOW, {
+		ISS("alice", PM, "T1", T0, 2, OK, -1),
+		ISS("alice", PM, "T1", T0 + 1, 2, OK, -1),
+		ISS("alice", PM, "T1", T0 + 2, 2, DENY, PG_R7),
+		ISS("alice", PM, "T2", T0 + 3, 2, OK, -1),
+		ISS("alice", PM, "T1", T0 + 4, 0, OK, -1),	/* unlimited */
+		ENDS } },
+	{ "a reservation binds, counts for R6, and release frees it", WINDOW, {
+		HLD("alice", PM, "T1", T0, 0, OK, -1, 0),
+		ISS("bob", PM, "T1", T0 + 1, 0, DENY, PG_R7),
+		ISS("alice", ADMIN, "T2", T0 + 1, 0, DENY, PG_R6),
+		FCT("bob", PM, "T1", T0 + 1, NULL, "alice/" PM, 1),
+		REL(0),
+		FCT("bob", PM, "T1", T0 + 2, NULL, NULL, 0),
+		ISS("bob", PM, "T1", T0 + 2, 0, OK, -1),
+		ISS("alice", ADMIN, "T2", T0 + 3, 0, OK, -1),
+		ENDS } },
+	{ "a reservation counts as a use", WINDOW, {
+		HLD("alice", PM, "T1", T0, 1, OK, -1, 0),
+		ISS("alice", PM, "T1", T0 + 1, 1, DENY, PG_R7),
+		CMT(0, OK),
+		ISS("alice", PM, "T1", T0 + 2, 1, DENY, PG_R7),
+		LST("alice", PM, T0),
+		ENDS } },
+	{ "a reservation lapses with its lease", WINDOW, {
+		HLD("alice", PM, "T1", T0, 0, OK, -1, 0),
+		ISS("bob", PM, "T1", T0 + LEASE - 1, 0, DENY, PG_R7),
+		ISS("bob", PM, "T1", T0 + LEASE, 0, OK, -1),
+		/* committed after its lease: recorded, but not OK */
+		CMT(0, PG_ETIMEOUT),
+		FCT("carol", PM, "T1", T0 + LEASE + 1, NULL, "bob/" PM, 1),
+		LST("alice", PM, T0),
+		ENDS } },
+	{ "a ticket binding outlives the window, then expires", WINDOW, {
+		ISS("alice", PM, "T1", T0, 0, OK, -1),
+		ISS("bob", PM, "T1", T0 + PG_LEDGER_TICKET_KEEP - 1, 0, DENY,
+		    PG_R7),
+		ISS("bob", PM, "T1", T0 + PG_LEDGER_TICKET_KEEP, 0, OK, -1),
+		ENDS } },
+	{ "last issuance", WINDOW, {
+		LST("alice", PM, 0),
+		ISS("alice", PM, "T1", T0, 0, OK, -1),
+		ISS("alice", PM, "T2", T0 + 5, 0, OK, -1),
+		ISS("alice", ADMIN, "T3", T0 + 6, 0, DENY, PG_R6),
+		LST("alice", PM, T0 + 5),
+		LST("alice", ADMIN, 0),
+		LST("bob", PM, 0),
+		ENDS } },
+	{ "facts name the latest conflict", WINDOW, {
+		ISS("alice", PM, "T1", T0, 0, OK, -1),
+		ISS("alice", PM, "T2", T0 + 4, 0, OK, -1),
+		FCT("alice", ADMIN, "T3", T0 + 5, PM, NULL, 0),
+		FCT("alice", ADMIN, "T1", T0 + 5, PM, "alice/" PM, 1),
+		ENDS } },
+};
+
+static void
+check_facts(env *e, const struct step *s, const struct step *s2,
+	    const char *name, size_t k)
+{
+	const char *const *c;
+	pg_ledger_facts f;
+	void *hold = NULL;
+	char err[512] = "", bound[256] = "";
+	size_t n;
+	pg_err rc;
+
+	c = conflicts_of(s->role, &n);
+	rc = pg_ledger_facts_get(e->l, s->user, s->role, s->ticket, c, n,
+				 s->now, &f, &hold, err, sizeof(err));
+	if (rc != PG_OK)
+		fail_msg("%s step %zu: facts: %s", name, k, err);
+	if (f.bound_user != NULL)
+		snprintf(bound, sizeof(bound), "%s/%s", f.bound_user,
+			 f.bound_role);
+	if ((s->facts_conflict == NULL) != (f.conflict_role == NULL) ||
+	    (s->facts_conflict != NULL &&
+	     strcmp(s->facts_conflict, f.conflict_role) != 0) ||
+	    strcmp(s2->ticket ? s2->ticket : "", bound) != 0 ||
+	    f.uses != s->max_uses)
+		fail_msg("%s step %zu: facts conflict=%s bound=%s uses=%d", name,
+			 k, f.conflict_role ? f.conflict_role : "-", bound,
+			 f.uses);
+	pg_ledger_facts_free(hold);
+}
+
+static void
+run_sequence(const struct sequence *q)
+{
+	pg_reservation *slots[4] = { NULL };
+	pg_reservation *res;
+	char err[512];
+	int64_t when;
+	env e;
+	size_t k;
+	pg_err rc;
+	int rule;
+
+	env_open(&e, q->window);
+	for (k = 0; q->steps[k].op != END; k++) {
+		const struct step *s = &q->steps[k];
+
+		err[0] = '\0';
+		switch (s->op) {
+		case ISSUE:
+		case HOLD:
+			rc = reserve(&e, s->user, s->role, s->ticket,
+				     s->max_uses, s->now, &res, &rule, err,
+				     sizeof(err));
+			if (rc != s->want || (rc == PG_DENIED && rule != s->rule))
+				fail_msg("%s step %zu: %s rule %d (%s), want %s "
+					 "rule %d", q->name, k, pg_err_name(rc),
+					 rule, err, pg_err_name(s->want),
+					 s->rule);
+			if (rc == PG_DENIED)
+				assert_non_null(strstr(err, s->rule == PG_R6 ?
+					"conflicting role" : "ticket"));
+			if (rc != PG_OK)
+				break;
+			if (s->op == HOLD) {
+				slots[s->slot] = res;
+				break;
+			}
+			rc = pg_ledger_commit(e.l, res, s->now + 3600,
+					      "ASIATESTKEY", err, sizeof(err));
+			if (rc != PG_OK)
+				fail_msg("%s step %zu: commit: %s", q->name, k,
+					 err);
+			break;
+		case COMMIT:
+			rc = pg_ledger_commit(e.l, slots[s->slot], T0 + 3600,
+					      NULL, err, sizeof(err));
+			slots[s->slot] = NULL;
+			if (rc != s->want)
+				fail_msg("%s step %zu: commit %s (%s)", q->name,
+					 k, pg_err_name(rc), err);
+			break;
+		case RELEASE:
+			rc = pg_ledger_release(e.l, slots[s->slot], err,
+					       sizeof(err));
+			slots[s->slot] = NULL;
+			if (rc != PG_OK)
+				fail_msg("%s step %zu: release: %s", q->name, k,
+					 err);
+			break;
+		case LAST:
+			rc = pg_ledger_last_issuance(e.l, s->user, s->role,
+						     &when, err, sizeof(err));
+			if (rc != PG_OK || when != s->when)
+				fail_msg("%s step %zu: last %s %lld, want %lld",
+					 q->name, k, pg_err_name(rc),
+					 (long long)when, (long long)s->when);
+			break;
+		case FACTS:
+			check_facts(&e, s, &q->steps[k + 1], q->name, k);
+			k++;
+			break;
+		case END:
+			break;
+		}
+	}
+	for (k = 0; k < 4; k++)
+		assert_null(slots[k]);
+	env_close(&e);
+}
+
+static void
+test_sequences(void **state)
+{
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(sequences) / sizeof(sequences[0]); i++)
+		run_sequence(&sequences[i]);
+}
+
+/* ---- state survives: two handles (as two processes) share the directory -- */
+
+static void
+test_two_handles(void **state)
+{
+	pg_reservation *res;
+	pg_ledger *other;
+	char err[512];
+	env e;
+	int rule;
+
+	(void)state;
+	env_open(&e, WINDOW);
+	assert_int_equal(pg_ledger_open(&e.cfg, &other, err, sizeof(err)),
+			 PG_OK);
+	assert_int_equal(reserve(&e, "alice", PM, "T1", 0, T0, &res, &rule,
+				 err, sizeof(err)), PG_OK);
+	assert_int_equal(pg_ledger_commit(e.l, res, T0 + 900, "AKID", err,
+					  sizeof(err)), PG_OK);
+	assert_int_equal(pg_ledger_reserve(other, "alice", ADMIN, "T2",
+					   admin_conflicts, 1, 0, T0 + 1, &res,
+					   &rule, err, sizeof(err)), PG_DENIED);
+	assert_int_equal(rule, PG_R6);
+	assert_null(res);
+	pg_ledger_close(other);
+	env_close(&e);
+}
+
+/* ---- dead and foreign owners ------------------------------------------------ */
+
+/* Rewrite the only reservation in the ledger: KEY = VALUE. */
+static void
+edit_reservation(env *e, const char *key, json_t *value)
+{
+	char path[256];
+	json_error_t je;
+	json_t *root, *r;
+
+	path_in(e, "ledger.json", path, sizeof(path));
+	root = json_load_file(path, 0, &je);
+	assert_non_null(root);
+	r = json_array_get(json_object_get(root, "reservations"), 0);
+	assert_non_null(r);
+	assert_int_equal(json_object_set_new(r, key, value), 0);
+	assert_int_equal(json_dump_file(root, path, JSON_COMPACT), 0);
+	json_decref(root);
+}
+
+static pid_t
+dead_pid(void)
+{
+	int status;
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	return pid;
+}
+
+struct owner_case {
+	const char *what;
+	const char *key;
+	int blocks;		/* the reservation still counts */
+};
+
+static void
+test_owner_gone(void **state)
+{
+	static const struct owner_case cases[] = {
+		{ "alive (ourselves)", NULL, 1 },
+		{ "pid gone", "pid", 0 },
+		{ "pid reused (other start time)", "start", 0 },
+		{ "before a reboot (other boot id)", "boot_id", 0 },
+		{ "other pid namespace: only the lease", "pidns", 1 },
+	};
+	pg_reservation *held, *res;
+	pg_ledger_facts f;
+	void *hold;
+	char err[512];
+	size_t i;
+	int rule;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct owner_case *c = &cases[i];
+		env e;
+
+		env_open(&e, WINDOW);
+		assert_int_equal(pg_ledger_reserve(e.l, "alice", PM, "T1",
+						   pm_conflicts, 1, 0, T0,
+						   &held, &rule, err,
+						   sizeof(err)), PG_OK);
+		if (c->key == NULL)
+			;
+		else if (strcmp(c->key, "pid") == 0)
+			edit_reservation(&e, "pid", json_integer(dead_pid()));
+		else if (strcmp(c->key, "start") == 0)
+			edit_reservation(&e, "start", json_integer(1));
+		else if (strcmp(c->key, "boot_id") == 0)
+			edit_reservation(&e, "boot_id",
+					 json_string("00000000-dead-beef"));
+		else
+			edit_reservation(&e, "pidns", json_integer(1));
+		/* what the read-only view sees, before any write purges */
+		assert_int_equal(pg_ledger_facts_get(e.l, "bob", PM, "T1",
+						     pm_conflicts, 1, T0 + 1,
+						     &f, &hold, err,
+						     sizeof(err)), PG_OK);
+		if ((f.bound_user != NULL) != c->blocks)
+			fail_msg("%s: facts bound %s", c->what,
+				 f.bound_user ? f.bound_user : "-");
+		pg_ledger_facts_free(hold);
+		assert_int_equal(pg_ledger_facts_get(e.l, "alice", ADMIN, "T2",
+						     admin_conflicts, 1, T0 + 1,
+						     &f, &hold, err,
+						     sizeof(err)), PG_OK);
+		if ((f.conflict_role != NULL) != c->blocks)
+			fail_msg("%s: facts conflict %s", c->what,
+				 f.conflict_role ? f.conflict_role : "-");
+		pg_ledger_facts_free(hold);
+		/* R7 (ticket) and R6 (conflicting role) */
+		rule = -1;
+		if (reserve(&e, "bob", PM, "T1", 0, T0 + 1, &res, &rule, err,
+			    sizeof(err)) == PG_OK)
+			assert_int_equal(pg_ledger_release(e.l, res, err,
+							   sizeof(err)), PG_OK);
+		if ((rule == PG_R7) != c->blocks)
+			fail_msg("%s: rule %d", c->what, rule);
+		rule = -1;
+		if (reserve(&e, "alice", ADMIN, "T2", 0, T0 + 1, &res, &rule,
+			    err, sizeof(err)) == PG_OK)
+			assert_int_equal(pg_ledger_release(e.l, res, err,
+							   sizeof(err)), PG_OK);
+		if ((rule == PG_R6) != c->blocks)
+			fail_msg("%s: rule %d", c->what, rule);
+		/* releasing a reservation that was voided is fine */
+		assert_int_equal(pg_ledger_release(e.l, held, err,
+						   sizeof(err)), PG_OK);
+		env_close(&e);
+	}
+}
+
+/* A child reserves and exits without commit or release (a crash).  Its
+ * handles are kept reachable, as a crashed process does not free them. */
+static pg_ledger *child_ledger;
+static pg_reservation *child_res;
+
+static void
+test_crashed_child(void **state)
+{
+	pg_reservation *res;
+	char err[512];
+	int status, rule;
+	pid_t pid;
+	env e;
+
+	(void)state;
+	env_open(&e, WINDOW);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (pg_ledger_open(&e.cfg, &child_ledger, err, sizeof(err)) !=
+		    PG_OK ||
+		    pg_ledger_reserve(child_ledger, "alice", PM, "T1",
+				      pm_conflicts, 1, 0, T0, &child_res, &rule,
+				      err, sizeof(err)) != PG_OK)
+			_exit(1);
+		_exit(0);	/* neither commit nor release */
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_int_equal(reserve(&e, "bob", PM, "T1", 0, T0 + 1, &res, &rule,
+				 err, sizeof(err)), PG_OK);
+	assert_int_equal(pg_ledger_commit(e.l, res, T0 + 900, NULL, err,
+					  sizeof(err)), PG_OK);
+	env_close(&e);
+}
+
+/* ---- threads of one process ---------------------------------------------------- */
+
+#define NTHREADS 8
+
+struct racer {
+	env *e;
+	int i;
+	pg_err rc;
+	int rule;
+};
+
+static void *
+race_main(void *arg)
+{
+	struct racer *r = arg;
+	const char *role = r->i % 2 ? ADMIN : PM;
+	const char *const *c = r->i % 2 ? admin_conflicts : pm_conflicts;
+	pg_reservation *res = NULL;
+	char err[512], ticket[16];
+
+	snprintf(ticket, sizeof(ticket), "T%d", r->i);
+	r->rc = pg_ledger_reserve(r->e->l, "alice", role, ticket, c, 1, 0, T0,
+				  &res, &r->rule, err, sizeof(err));
+	if (r->rc == PG_OK)
+		r->rc = pg_ledger_commit(r->e->l, res, T0 + 900, NULL, err,
+					 sizeof(err));
+	return NULL;
+}
+
+static void
+test_threads(void **state)
+{
+	struct racer r[NTHREADS];
+	pthread_t th[NTHREADS];
+	int ok[2] = { 0, 0 }, round, i;
+	env e;
+
+	(void)state;
+	for (round = 0; round < 5; round++) {
+		env_open(&e, WINDOW);
+		for (i = 0; i < NTHREADS; i++) {
+			r[i].e = &e;
+			r[i].i = i;
+			assert_int_equal(pthread_create(&th[i], NULL, race_main,
+							&r[i]), 0);
+		}
+		ok[0] = ok[1] = 0;
+		for (i = 0; i < NTHREADS; i++) {
+			assert_int_equal(pthread_join(th[i], NULL), 0);
+			if (r[i].rc == PG_OK)
+				ok[i % 2]++;
+			else if (r[i].rc != PG_DENIED || r[i].rule != PG_R6)
+				fail_msg("thread %d: %s", i,
+					 pg_err_name(r[i].rc));
+		}
+		/* every one of the first role that got in, none of the other */
+		assert_true((ok[0] == NTHREADS / 2 && ok[1] == 0) ||
+			    (ok[1] == NTHREADS / 2 && ok[0] == 0));
+		env_close(&e);
+	}
+}
+
+/* ---- a damaged ledger refuses, and stays as it was ---------------------------- */
+
+struct corrupt_case {
+	const char *what;
+	const char *text;
+	size_t len;		/* 0 = strlen(text) */
+};
+
+#define GOOD_RES "{\"id\":\"ab\",\"user\":\"u\",\"role\":\"r\",\"ticket\":\"t\"," \
+	"\"ts\":1,\"expires\":2,\"pid\":1,\"start\":0,\"boot_id\":\"\",\"pidns\":0}"
+#define DOC(issued, tickets, last, res) \
+	"{\"version\":1,\"issued\":" issued ",\"tickets\":" tickets \
+	",\"last\":" last ",\"reservations\":" res "}"
+
+static const struct corrupt_case corrupt_cases[] = {
+	{ "garbage", "this is not json", 0 },
+	{ "empty file", "", 0 },
+	{ "binary", "\x00\x01\x02\xff", 4 },
+	{ "truncated", "{\"version\":1,\"issued\":[{\"user\":\"alice\",\"ro", 0 },
+	{ "trailing garbage", DOC("[]", "{}", "[]", "[]") "x", 0 },
+	{ "not an object", "[1,2,3]", 0 },
+	{ "version 2", "{\"version\":2,\"issued\":[],\"tickets\":{},\"last\":[],"
+	  "\"reservations\":[]}", 0 },
+	{ "version as string", "{\"version\":\"1\",\"issued\":[],\"tickets\":{},"
+	  "\"last\":[],\"reservations\":[]}", 0 },
+	{ "missing key", "{\"version\":1,\"issued\":[],\"tickets\":{},"
+	  "\"last\":[]}", 0 },
+	{ "extra key", "{\"version\":1,\"issued\":[],\"tickets\":{},\"last\":[],"
+	  "\"reservations\":[],\"x\":1}", 0 },
+	{ "duplicate key", "{\"version\":1,\"version\":1,\"issued\":[],"
+	  "\"tickets\":{},\"last\":[],\"reservations\":[]}", 0 },
+	{ "issued not an array", DOC("{}", "{}", "[]", "[]"), 0 },
+	{ "tickets not an object", DOC("[]", "[]", "[]", "[]"), 0 },
+	{ "ts as string", DOC("[{\"user\":\"a\",\"role\":\"r\",\"ticket\":\"t\","
+	  "\"ts\":\"1\",\"expiration\":2,\"access_key_id\":\"\"}]", "{}", "[]",
+	  "[]"), 0 },
+	{ "ts as real", DOC("[{\"user\":\"a\",\"role\":\"r\",\"ticket\":\"t\","
+	  "\"ts\":1.5,\"expiration\":2,\"access_key_id\":\"\"}]", "{}", "[]",
+	  "[]"), 0 },
+	{ "negative ts", DOC("[{\"user\":\"a\",\"role\":\"r\",\"ticket\":\"t\","
+	  "\"ts\":-1,\"expiration\":2,\"access_key_id\":\"\"}]", "{}", "[]",
+	  "[]"), 0 },
+	{ "user null", DOC("[{\"user\":null,\"role\":\"r\",\"ticket\":\"t\","
+	  "\"ts\":1,\"expiration\":2,\"access_key_id\":\"\"}]", "{}", "[]",
+	  "[]"), 0 },
+	{ "empty user", DOC("[{\"user\":\"\",\"role\":\"r\",\"ticket\":\"t\","
+	  "\"ts\":1,\"expiration\":2,\"access_key_id\":\"\"}]", "{}", "[]",
+	  "[]"), 0 },
+	{ "issued entry missing a key", DOC("[{\"user\":\"a\",\"role\":\"r\","
+	  "\"ts\":1,\"expiration\":2,\"access_key_id\":\"\"}]", "{}", "[]",
+	  "[]"), 0 },
+	{ "binding with uses 0", DOC("[]", "{\"T1\":{\"user\":\"a\",\"role\":"
+	  "\"r\",\"first\":1,\"last\":1,\"uses\":0}}", "[]", "[]"), 0 },
+	{ "binding not an object", DOC("[]", "{\"T1\":\"alice\"}", "[]", "[]"),
+	  0 },
+	{ "last entry with extra key", DOC("[]", "{}", "[{\"user\":\"a\","
+	  "\"role\":\"r\",\"ts\":1,\"x\":0}]", "[]"), 0 },
+	{ "reservation with pid 0", DOC("[]", "{}", "[]", "[{\"id\":\"ab\","
+	  "\"user\":\"u\",\"role\":\"r\",\"ticket\":\"t\",\"ts\":1,"
+	  "\"expires\":2,\"pid\":0,\"start\":0,\"boot_id\":\"\",\"pidns\":0}]"),
+	  0 },
+	{ "reservation without id", DOC("[]", "{}", "[]", "[{\"user\":\"u\","
+	  "\"role\":\"r\",\"ticket\":\"t\",\"ts\":1,\"expires\":2,\"pid\":1,"
+	  "\"start\":0,\"boot_id\":\"\",\"pidns\":0}]"), 0 },
+	{ "NUL escape in a string", DOC("[{\"user\":\"a\\u0000b\",\"role\":"
+	  "\"r\",\"ticket\":\"t\",\"ts\":1,\"expiration\":2,"
+	  "\"access_key_id\":\"\"}]", "{}", "[]", "[]"), 0 },
+};
+
+static void
+test_corrupt(void **state)
+{
+	const char *const good = DOC("[]", "{}", "[]", "[" GOOD_RES "]");
+	pg_reservation *res;
+	pg_ledger_facts f;
+	void *hold;
+	char path[256], err[512];
+	size_t i, len, before;
+	int64_t when;
+	char *after;
+	pg_err rc;
+	int rule;
+	env e;
+
+	(void)state;
+	/* the well-formed document the cases are variants of is accepted */
+	env_open(&e, WINDOW);
+	path_in(&e, "ledger.json", path, sizeof(path));
+	write_file(path, good, strlen(good), 0600);
+	assert_int_equal(pg_ledger_facts_get(e.l, "alice", PM, "T1",
+					     pm_conflicts, 1, T0, &f, &hold,
+					     err, sizeof(err)), PG_OK);
+	pg_ledger_facts_free(hold);
+	env_close(&e);
+
+	for (i = 0; i < sizeof(corrupt_cases) / sizeof(corrupt_cases[0]);
+	     i++) {
+		const struct corrupt_case *c = &corrupt_cases[i];
+
+		before = c->len ? c->len : strlen(c->text);
+		env_open(&e, WINDOW);
+		path_in(&e, "ledger.json", path, sizeof(path));
+		write_file(path, c->text, before, 0600);
+
+		err[0] = '\0';
+		hold = (void *)1;
+		rc = pg_ledger_facts_get(e.l, "alice", PM, "T1", pm_conflicts,
+					 1, T0, &f, &hold, err, sizeof(err));
+		if (rc != PG_EPROTO || strstr(err, "damaged") == NULL)
+			fail_msg("%s: facts %s: %s", c->what, pg_err_name(rc),
+				 err);
+		assert_null(hold);
+		assert_null(f.conflict_role);
+		assert_null(f.bound_user);
+
+		res = (pg_reservation *)1;
+		rule = -1;
+		rc = pg_ledger_reserve(e.l, "alice", PM, "T1", pm_conflicts, 1,
+				       0, T0, &res, &rule, err, sizeof(err));
+		if (rc != PG_EPROTO || rule != PG_R9 || res != NULL)
+			fail_msg("%s: reserve %s rule %d", c->what,
+				 pg_err_name(rc), rule);
+		assert_int_equal(pg_ledger_last_issuance(e.l, "alice", PM,
+							 &when, err,
+							 sizeof(err)),
+				 PG_EPROTO);
+
+		/* never reset: the file is as it was */
+		after = slurp(path, &len);
+		if (len != before || memcmp(after, c->text, len) != 0)
+			fail_msg("%s: the damaged ledger was rewritten",
+				 c->what);
+		free(after);
+		env_close(&e);
+	}
+}
+
+/* ---- files and directories that are not what they must be ---------------------- */
+
+enum fs_case { LEDGER_SYMLINK, LEDGER_DIR, LEDGER_GROUP_WRITABLE,
+	       LEDGER_FOREIGN_OWNER, LOCK_SYMLINK, DIR_GROUP_WRITABLE,
+	       DIR_OTHER_WRITABLE, FS_COUNT };
+
+static const char *const fs_names[FS_COUNT] = {
+	"ledger.json a symbolic link", "ledger.json a directory",
+	"ledger.json group-writable", "ledger.json owned by another uid",
+	"ledger.lock a symbolic link", "directory group-writable",
+	"directory other-writable",
+};
+
+static void
+test_bad_files(void **state)
+{
+	const char *const good = DOC("[]", "{}", "[]", "[]");
+	pg_reservation *res;
+	pg_ledger_facts f;
+	void *hold;
+	char path[256], target[256], err[512];
+	int64_t when;
+	pg_err rc;
+	int c, rule;
+	env e;
+
+	(void)state;
+	for (c = 0; c < FS_COUNT; c++) {
+		env_open(&e, WINDOW);
+		path_in(&e, "ledger.json", path, sizeof(path));
+		snprintf(target, sizeof(target), "%s/elsewhere.json", tmpdir);
+		write_file(target, good, strlen(good), 0600);
+		switch (c) {
+		case LEDGER_SYMLINK:
+			assert_int_equal(symlink(target, path), 0);
+			break;
+		case LEDGER_DIR:
+			assert_int_equal(mkdir(path, 0700), 0);
+			break;
+		case LEDGER_GROUP_WRITABLE:
+			write_file(path, good, strlen(good), 0620);
+			break;
+		case LEDGER_FOREIGN_OWNER:
+			write_file(path, good, strlen(good), 0600);
+			if (geteuid() != 0) {
+				/* only root can give a file away */
+				env_close(&e);
+				continue;
+			}
+			assert_int_equal(chown(path, 54321, 54321), 0);
+			break;
+		case LOCK_SYMLINK:
+			path_in(&e, "ledger.lock", path, sizeof(path));
+			assert_int_equal(unlink(path), 0);
+			assert_int_equal(symlink(target, path), 0);
+			break;
+		case DIR_GROUP_WRITABLE:
+			assert_int_equal(chmod(e.dir, 0770), 0);
+			break;
+		case DIR_OTHER_WRITABLE:
+			assert_int_equal(chmod(e.dir, 0703), 0);
+			break;
+		}
+		rc = pg_ledger_facts_get(e.l, "alice", PM, "T1", pm_conflicts,
+					 1, T0, &f, &hold, err, sizeof(err));
+		if (c != LOCK_SYMLINK && (rc == PG_OK || rc == PG_DENIED))
+			fail_msg("%s: facts %s", fs_names[c], pg_err_name(rc));
+		if (rc == PG_OK)
+			pg_ledger_facts_free(hold);
+		rc = pg_ledger_reserve(e.l, "alice", PM, "T1", pm_conflicts, 1,
+				       0, T0, &res, &rule, err, sizeof(err));
+		if (rc == PG_OK || rc == PG_DENIED || rule != PG_R9)
+			fail_msg("%s: reserve %s", fs_names[c],
+				 pg_err_name(rc));
+		if (c != LOCK_SYMLINK)
+			assert_int_not_equal(pg_ledger_last_issuance(
+				e.l, "alice", PM, &when, err, sizeof(err)),
+				PG_OK);
+		env_close(&e);
+
+		/* and a new handle refuses to open on a bad directory */
+		if (c == DIR_GROUP_WRITABLE || c == DIR_OTHER_WRITABLE ||
+		    c == LOCK_SYMLINK) {
+			assert_int_equal(pg_ledger_open(&e.cfg, &e.l, err,
+							sizeof(err)),
+					 PG_ECONFIG);
+			assert_null(e.l);
+		}
+	}
+}
+
+static void
+test_open(void **state)
+{
+	char path[256], err[512];
+	struct stat st;
+	pg_ledger *l;
+	env e;
+
+	(void)state;
+	/* creates the directory 0700 and the lock file */
+	env_open(&e, WINDOW);
+	assert_int_equal(lstat(e.dir, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	assert_int_equal(st.st_mode & 07777, 0700);
+	path_in(&e, "ledger.lock", path, sizeof(path));
+	assert_int_equal(lstat(path, &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	env_close(&e);
+
+	/* etcd is not there yet */
+	env_init(&e, WINDOW);
+	snprintf(e.backend, sizeof(e.backend), "etcd");
+	assert_int_equal(pg_ledger_open(&e.cfg, &l, err, sizeof(err)),
+			 PG_ECONFIG);
+	assert_non_null(strstr(err, "not supported"));
+
+	/* the directory is a symbolic link */
+	env_init(&e, WINDOW);
+	assert_int_equal(symlink(tmpdir, e.dir), 0);
+	assert_int_equal(pg_ledger_open(&e.cfg, &l, err, sizeof(err)),
+			 PG_ECONFIG);
+
+	/* the path is a file */
+	env_init(&e, WINDOW);
+	write_file(e.dir, "x", 1, 0600);
+	assert_int_equal(pg_ledger_open(&e.cfg, &l, err, sizeof(err)),
+			 PG_ECONFIG);
+
+	/* its parent does not exist */
+	env_init(&e, WINDOW);
+	snprintf(e.dir, sizeof(e.dir), "%s/missing/ledger", tmpdir);
+	assert_int_equal(pg_ledger_open(&e.cfg, &l, err, sizeof(err)),
+			 PG_ECONFIG);
+
+	/* no window */
+	env_init(&e, 0);
+	assert_int_equal(pg_ledger_open(&e.cfg, &l, err, sizeof(err)),
+			 PG_ECONFIG);
+	pg_ledger_close(NULL);
+}
+
+/* A write leaves one 0600 file, no temp file; a leftover temp file from a
+ * crashed writer does not get in the way. */
+static void
+test_write(void **state)
+{
+	pg_reservation *res;
+	char path[256], tmp[256], err[512];
+	struct stat st;
+	json_error_t je;
+	json_t *root;
+	int rule;
+	env e;
+
+	(void)state;
+	env_open(&e, WINDOW);
+	path_in(&e, "ledger.json.tmp", tmp, sizeof(tmp));
+	write_file(tmp, "half a ledg", 11, 0600);
+	assert_int_equal(reserve(&e, "alice", PM, "T1", 0, T0, &res, &rule,
+				 err, sizeof(err)), PG_OK);
+	assert_int_equal(pg_ledger_commit(e.l, res, T0 + 900, "AKIDEXAMPLE",
+					  err, sizeof(err)), PG_OK);
+	assert_int_equal(lstat(tmp, &st), -1);
+	path_in(&e, "ledger.json", path, sizeof(path));
+	assert_int_equal(lstat(path, &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	assert_int_equal(st.st_mode & 0077, 0);
+
+	root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+	assert_non_null(root);
+	assert_int_equal(json_integer_value(json_object_get(root, "version")),
+			 1);
+	assert_int_equal(json_array_size(json_object_get(root, "issued")), 1);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(
+		json_object_get(root, "issued"), 0), "access_key_id")),
+		"AKIDEXAMPLE");
+	assert_int_equal(json_array_size(json_object_get(root,
+							 "reservations")), 0);
+	json_decref(root);
+
+	/* expired records are dropped on the next write */
+	assert_int_equal(reserve(&e, "bob", AUDITOR, "T9", 0,
+				 T0 + PG_LEDGER_LAST_KEEP, &res, &rule, err,
+				 sizeof(err)), PG_OK);
+	assert_int_equal(pg_ledger_release(e.l, res, err, sizeof(err)), PG_OK);
+	root = json_load_file(path, 0, &je);
+	assert_non_null(root);
+	assert_int_equal(json_array_size(json_object_get(root, "issued")), 0);
+	assert_int_equal(json_object_size(json_object_get(root, "tickets")), 0);
+	assert_int_equal(json_array_size(json_object_get(root, "last")), 0);
+	assert_int_equal(json_array_size(json_object_get(root,
+							 "reservations")), 0);
+	json_decref(root);
+	env_close(&e);
+}
+
+/* Values are stored as they are, never interpreted. */
+static void
+test_values(void **state)
+{
+	static const char *const odd[] = {
+		"alice\"},{\"user\":\"mallory", "ticket with spaces\n\t",
+		"\xc3\xa9l\xc3\xa8ve", "../../etc/passwd", "%s%n%x",
+	};
+	pg_reservation *res;
+	pg_ledger_facts f;
+	char err[512], big[PG_LEDGER_MAX_VALUE + 2];
+	void *hold;
+	size_t i;
+	int rule;
+	env e;
+
+	(void)state;
+	env_open(&e, WINDOW);
+	for (i = 0; i < sizeof(odd) / sizeof(odd[0]); i++) {
+		assert_int_equal(reserve(&e, odd[i], PM, odd[i], 0, T0 + i,
+					 &res, &rule, err, sizeof(err)),
+				 PG_OK);
+		assert_int_equal(pg_ledger_commit(e.l, res, T0, NULL, err,
+						  sizeof(err)), PG_OK);
+		assert_int_equal(pg_ledger_facts_get(e.l, "bob", PM, odd[i],
+						     pm_conflicts, 1, T0 + 10,
+						     &f, &hold, err,
+						     sizeof(err)), PG_OK);
+		assert_string_equal(f.bound_user, odd[i]);
+		pg_ledger_facts_free(hold);
+	}
+	/* "alice" is not the user whose name merely starts with it */
+	assert_int_equal(reserve(&e, "alice", ADMIN, "T1", 0, T0 + 10, &res,
+				 &rule, err, sizeof(err)), PG_OK);
+	assert_int_equal(pg_ledger_release(e.l, res, err, sizeof(err)), PG_OK);
+
+	/* bad arguments */
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	{
+		const struct { const char *u, *r, *t; } bad[] = {
+			{ "", PM, "T1" }, { NULL, PM, "T1" }, { "a", "", "T1" },
+			{ "a", PM, "" }, { "a", PM, NULL }, { big, PM, "T1" },
+			{ "a\xff", PM, "T1" }, { "a", PM, "T\xc3" },
+		};
+
+		for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			res = (pg_reservation *)1;
+			assert_int_equal(pg_ledger_reserve(e.l, bad[i].u,
+							   bad[i].r, bad[i].t,
+							   pm_conflicts, 1, 0,
+							   T0, &res, &rule, err,
+							   sizeof(err)),
+					 PG_EINVAL);
+			assert_null(res);
+			assert_int_equal(rule, PG_R9);
+		}
+	}
+	/* times no clock gives, and a negative max_uses */
+	assert_int_equal(pg_ledger_reserve(e.l, "a", PM, "T1", pm_conflicts, 1,
+					   0, -1, &res, &rule, err,
+					   sizeof(err)), PG_EINVAL);
+	assert_int_equal(pg_ledger_reserve(e.l, "a", PM, "T1", pm_conflicts, 1,
+					   0, INT64_MAX, &res, &rule, err,
+					   sizeof(err)), PG_EINVAL);
+	assert_int_equal(pg_ledger_reserve(e.l, "a", PM, "T1", pm_conflicts, 1,
+					   -1, T0, &res, &rule, err,
+					   sizeof(err)), PG_EINVAL);
+	/* no ticket is fine for facts (no ticket facts) */
+	assert_int_equal(pg_ledger_facts_get(e.l, "alice", PM, NULL,
+					     pm_conflicts, 1, T0, &f, &hold,
+					     err, sizeof(err)), PG_OK);
+	assert_null(f.bound_user);
+	assert_int_equal(f.uses, 0);
+	pg_ledger_facts_free(hold);
+	assert_int_equal(pg_ledger_facts_get(e.l, "alice", PM, "T1", NULL, 1,
+					     T0, &f, &hold, err, sizeof(err)),
+			 PG_EINVAL);
+	assert_int_equal(pg_ledger_commit(e.l, NULL, 0, NULL, err,
+					  sizeof(err)), PG_EINVAL);
+	assert_int_equal(pg_ledger_release(e.l, NULL, err, sizeof(err)),
+			 PG_EINVAL);
+	env_close(&e);
+}
+
+/* ---- setup ---------------------------------------------------------------------- */
+
+static int
+setup(void **state)
+{
+	(void)state;
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/pg-test-ledger.XXXXXX");
+	return mkdtemp(tmpdir) == NULL ? -1 : 0;
+}
+
+static int
+rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	return flag == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	return nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_sequences),
+		cmocka_unit_test(test_two_handles),
+		cmocka_unit_test(test_owner_gone),
+		cmocka_unit_test(test_crashed_child),
+		cmocka_unit_test(test_threads),
+		cmocka_unit_test(test_corrupt),
+		cmocka_unit_test(test_bad_files),
+		cmocka_unit_test(test_open),
+		cmocka_unit_test(test_write),
+		cmocka_unit_test(test_values),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
