@@ -25,6 +25,7 @@ static const char *const op_names[] = {
 	[PG_OP_CHECK] = "check",
 	[PG_OP_REVIEW] = "review",
 	[PG_OP_STATUS] = "status",
+	[PG_OP_DOCTOR] = "doctor",
 };
 #define N_OPS (sizeof(op_names) / sizeof(op_names[0]))
 
@@ -816,6 +817,15 @@ pg_err
 pg_proto_call(const char *socket_path, const pg_proto_req *req,
 	      int timeout_ms, json_t **answer, char *err, size_t errlen)
 {
+	return pg_proto_call_max(socket_path, req, timeout_ms, PG_PROTO_MAX,
+				 answer, err, errlen);
+}
+
+pg_err
+pg_proto_call_max(const char *socket_path, const pg_proto_req *req,
+		  int timeout_ms, size_t max, json_t **answer, char *err,
+		  size_t errlen)
+{
 	int64_t deadline = mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
 	char *reqline = NULL, *line = NULL;
@@ -860,8 +870,11 @@ pg_proto_call(const char *socket_path, const pg_proto_req *req,
 	/* A daemon that answers at once (busy) may close before reading the
 	 * request: its answer is still there to read. */
 	sent = rc == PG_OK;
-	rc = read_line_counted(fd, PG_PROTO_MAX, left_ms(deadline), &line,
-			       &len, &got);
+	if (max < PG_PROTO_MAX)
+		max = PG_PROTO_MAX;
+	if (max > PG_PROTO_MAX_REVIEW)
+		max = PG_PROTO_MAX_REVIEW;
+	rc = read_line_counted(fd, max, left_ms(deadline), &line, &len, &got);
 	if (!sent && rc != PG_OK) {
 		snprintf(err, errlen, "pmpgated at %s closed the connection",
 			 socket_path);
@@ -880,9 +893,9 @@ pg_proto_call(const char *socket_path, const pg_proto_req *req,
 		goto out;
 	}
 	if (rc == PG_EPROTO) {
-		snprintf(err, errlen, "malformed answer from pmpgated: %s",
-			 got >= PG_PROTO_MAX ? "longer than 64 KiB" :
-			 "not one complete line");
+		snprintf(err, errlen, "malformed answer from pmpgated: %s "
+			 "(at most %zu bytes)", got >= max ? "too long" :
+			 "not one complete line", max);
 		goto out;
 	}
 	if (rc != PG_OK) {

@@ -7,7 +7,7 @@
  * and by the thin clients (encoding requests, decoding answers).  Uses
  * libc and Jansson only.
  *
- * Request:  {"v":1,"op":"issue|decide|check|review|status",
+ * Request:  {"v":1,"op":"issue|decide|check|review|status|doctor",
  *            "role":S,"ticket":S,"duration":N,"user":S (honoured from uid 0
  *            only),"context":{"service":S,"tty":S,"rhost":S}}
  * Answer:   {"v":1,"status":"allow|deny|error","rules":["R1",...],
@@ -40,7 +40,16 @@
 #define PG_DEFAULT_SOCKET PG_RUNSTATEDIR "/pmpgate/socket"
 
 typedef enum { PG_OP_ISSUE, PG_OP_DECIDE, PG_OP_CHECK, PG_OP_REVIEW,
-	       PG_OP_STATUS } pg_op;
+	       PG_OP_STATUS, PG_OP_DOCTOR } pg_op;
+
+/*
+ * The answer to "review" lists every member of every role group and may
+ * be longer than PG_PROTO_MAX: it is the one answer allowed up to
+ * PG_PROTO_MAX_REVIEW bytes (read it with pg_proto_call_max).  Requests
+ * stay within PG_PROTO_MAX.  "doctor" (the daemon's live checks of its
+ * services, admins only) takes no members, like review and status.
+ */
+#define PG_PROTO_MAX_REVIEW (16 * 1024 * 1024)
 
 /* The wire name of an op ("issue"); "unknown" for a value out of range. */
 const char *pg_op_name(pg_op op);
@@ -61,7 +70,7 @@ typedef struct pg_proto_req {
  * (required for issue, decide, check), ticket (required for issue and
  * decide), user and ticket non-empty and at most PG_PROTO_MAX_NAME bytes,
  * context strings at most PG_PROTO_MAX_CTX bytes, no control characters
- * anywhere, duration 0..PG_PROTO_MAX_DURATION; review and status carry
+ * anywhere, duration 0..PG_PROTO_MAX_DURATION; review, status and doctor carry
  * nothing but the op (every other field NULL or 0).  PG_OK or PG_EUSAGE
  * with a message in err that never repeats the offending value.
  */
@@ -79,7 +88,7 @@ pg_err pg_proto_parse_duration(const char *text, int64_t *seconds);
 
 /* Encode REQ as one line (with '\n'); free() the result.  NULL when REQ
  * fails pg_proto_check_req or memory runs out.  Members that are NULL/0
- * are left out; review and status encode only "v" and "op". */
+ * are left out; review, status and doctor encode only "v" and "op". */
 char *pg_proto_encode_req(const pg_proto_req *req);
 
 /*
@@ -123,6 +132,13 @@ json_t *pg_proto_answer(const char *status, const char *const *rules,
 pg_err pg_proto_call(const char *socket_path, const pg_proto_req *req,
 		     int timeout_ms, json_t **answer, char *err,
 		     size_t errlen);
+
+/* pg_proto_call accepting an answer line of up to MAX bytes (counting its
+ * newline) instead of PG_PROTO_MAX; MAX is clamped to
+ * PG_PROTO_MAX..PG_PROTO_MAX_REVIEW.  For "review". */
+pg_err pg_proto_call_max(const char *socket_path, const pg_proto_req *req,
+			 int timeout_ms, size_t max, json_t **answer,
+			 char *err, size_t errlen);
 
 /* Read one line of at most max bytes, counting its newline, from FD within
  * timeout_ms into a new NUL-terminated buffer (without the newline); the

@@ -226,6 +226,35 @@ static int valid_role_arn(const char *s)
 	return n >= 1 && n <= 64;
 }
 
+/* The principal of the base credentials, as a trust policy names it:
+ * arn:aws[a-z-]*:iam::[0-9]{12}:(role|user)/[\w+=,.@/-]{1,512} or
+ * arn:aws[a-z-]*:iam::[0-9]{12}:root. */
+static int valid_principal_arn(const char *s)
+{
+	size_t n;
+
+	if (strncmp(s, "arn:aws", 7) != 0)
+		return 0;
+	s += 7;
+	while ((*s >= 'a' && *s <= 'z') || *s == '-')
+		s++;
+	if (strncmp(s, ":iam::", 6) != 0)
+		return 0;
+	s += 6;
+	for (n = 0; n < 12; n++, s++)
+		if (!is_digit(*s))
+			return 0;
+	if (strcmp(s, ":root") == 0)
+		return 1;
+	if (strncmp(s, ":role/", 6) != 0 && strncmp(s, ":user/", 6) != 0)
+		return 0;
+	s += 6;
+	for (n = 0; s[n] != '\0'; n++)
+		if (!is_alnum(s[n]) && strchr("_+=,.@/-", s[n]) == NULL)
+			return 0;
+	return n >= 1 && n <= 512 && s[n - 1] != '/';
+}
+
 /* STS ExternalId: 2..1224 characters of [\w+=,.@:/-]. */
 static int valid_external_id(const char *s)
 {
@@ -817,6 +846,16 @@ static pg_err fn_profile(struct parser *p, const struct keydef *k,
 	return set_str(p, base, k->off, val);
 }
 
+static pg_err fn_base_principal(struct parser *p, const struct keydef *k,
+				void *base, const char *val)
+{
+	if (!valid_principal_arn(val))
+		return perr(p, p->line,
+			    "[aws] base_principal '%s' is not an IAM role, user or account root ARN (arn:aws:iam::ACCOUNT:role/NAME)",
+			    val);
+	return set_str(p, base, k->off, val);
+}
+
 static pg_err fn_role_arn(struct parser *p, const struct keydef *k,
 			  void *base, const char *val)
 {
@@ -878,12 +917,41 @@ static pg_err fn_endpoints(struct parser *p, const struct keydef *k,
 
 	if (list_split(val, l) != PG_OK)
 		return pnomem(p);
-	for (i = 0; i < l->n; i++)
-		if (!valid_url(l->v[i], &https))
+	for (i = 0; i < l->n; i++) {
+		const char *u = l->v[i], *rest;
+		size_t n;
+
+		if (!valid_url(u, &https))
 			return perr(p, p->line,
 				    "[ledger] endpoints: '%s' is not an http:// or https:// URL",
-				    l->v[i]);
+				    u);
+		/* scheme://host[:port][/]: the client appends /v3/... */
+		rest = u + (https ? 8 : 7);
+		n = strcspn(rest, "/?#@");
+		if (rest[n] == '@' || (rest[n] != '\0' &&
+				       strcmp(rest + n, "/") != 0))
+			return perr(p, p->line,
+				    "[ledger] endpoints: '%s' must be scheme://host[:port], without user, path or query",
+				    u);
+	}
 	return PG_OK;
+}
+
+/* An etcd key prefix: 1 to 128 printable ASCII characters, no blanks,
+ * ending in '/' (so that no installation's keys nest in another's). */
+static pg_err fn_prefix(struct parser *p, const struct keydef *k,
+			void *base, const char *val)
+{
+	size_t i, n = strlen(val);
+
+	for (i = 0; i < n; i++)
+		if ((unsigned char)val[i] < 0x21 || (unsigned char)val[i] > 0x7e)
+			break;
+	if (n == 0 || n > 128 || i != n || val[n - 1] != '/')
+		return perr(p, p->line,
+			    "[ledger] prefix must be 1 to 128 printable characters without blanks, ending in '/', not '%s'",
+			    val);
+	return set_str(p, base, k->off, val);
 }
 
 #define CO(m) offsetof(pg_config, m)
@@ -939,6 +1007,8 @@ static const struct keydef keys_aws[] = {
 	{ "profile", K_FN, CO(aws.profile), 0, 0, fn_profile },
 	{ "ca_file", K_PATH, CO(aws.ca_file), 0, 0, NULL },
 	{ "timeout", K_DUR_MS, CO(aws.timeout_ms), 1, DUR_MAX_TIMEOUT, NULL },
+	{ "base_principal", K_FN, CO(aws.base_principal), 0, 0,
+	  fn_base_principal },
 	{ NULL, K_STR, 0, 0, 0, NULL },
 };
 
@@ -965,6 +1035,13 @@ static const struct keydef keys_ledger[] = {
 	{ "backend", K_FN, CO(ledger.backend), 0, 0, fn_backend },
 	{ "path", K_PATH, CO(ledger.path), 0, 0, NULL },
 	{ "endpoints", K_FN, CO(ledger.endpoints), 0, 0, fn_endpoints },
+	{ "ca_file", K_PATH, CO(ledger.ca_file), 0, 0, NULL },
+	{ "cert_file", K_PATH, CO(ledger.cert_file), 0, 0, NULL },
+	{ "key_file", K_PATH, CO(ledger.key_file), 0, 0, NULL },
+	{ "password_file", K_PATH, CO(ledger.password_file), 0, 0, NULL },
+	{ "prefix", K_FN, CO(ledger.prefix), 0, 0, fn_prefix },
+	{ "timeout", K_DUR_MS, CO(ledger.timeout_ms), 1, DUR_MAX_TIMEOUT, NULL },
+	{ "allow_plaintext", K_BOOL, CO(ledger.allow_plaintext), 0, 0, NULL },
 	{ NULL, K_STR, 0, 0, 0, NULL },
 };
 
@@ -1540,14 +1617,39 @@ static pg_err finish_roles(struct parser *p)
 
 static pg_err finish_ledger(struct parser *p)
 {
+	static const char *const etcd_only[] = {
+		"endpoints", "ca_file", "cert_file", "key_file",
+		"password_file", "prefix", "timeout", "allow_plaintext", NULL,
+	};
 	pg_config *c = p->cfg;
+	char what[64];
+	unsigned line;
+	size_t i;
 
-	if (strcmp(c->ledger.backend, "etcd") == 0 && c->ledger.endpoints.n == 0)
+	if (strcmp(c->ledger.backend, "file") == 0) {
+		for (i = 0; etcd_only[i] != NULL; i++) {
+			snprintf(what, sizeof(what), "[ledger] %s", etcd_only[i]);
+			if ((line = key_line(p, what)) != 0)
+				return perr(p, line,
+					    "[ledger] %s is only used with backend = etcd",
+					    etcd_only[i]);
+		}
+		return PG_OK;
+	}
+	if (c->ledger.endpoints.n == 0)
 		return perr(p, 0,
 			    "[ledger] endpoints is required with backend = etcd");
-	if (strcmp(c->ledger.backend, "file") == 0 && c->ledger.endpoints.n != 0)
-		return perr(p, key_line(p, "[ledger] endpoints"),
-			    "[ledger] endpoints is only used with backend = etcd");
+	for (i = 0; i < c->ledger.endpoints.n; i++)
+		if (strncasecmp(c->ledger.endpoints.v[i], "https://", 8) != 0 &&
+		    !c->ledger.allow_plaintext)
+			return perr(p, key_line(p, "[ledger] endpoints"),
+				    "[ledger] endpoint '%s' is plaintext: use https:// (allow_plaintext = yes permits http://)",
+				    c->ledger.endpoints.v[i]);
+	if ((c->ledger.cert_file == NULL) != (c->ledger.key_file == NULL))
+		return perr(p, key_line(p, c->ledger.cert_file != NULL ?
+					"[ledger] cert_file" :
+					"[ledger] key_file"),
+			    "[ledger] cert_file and key_file go together");
 	return PG_OK;
 }
 
@@ -1629,11 +1731,17 @@ void pg_config_free(pg_config *cfg)
 	free(cfg->aws.credentials_path);
 	free(cfg->aws.profile);
 	free(cfg->aws.ca_file);
+	free(cfg->aws.base_principal);
 	for (i = 0; i < cfg->n_roles; i++)
 		role_free(&cfg->roles[i]);
 	free(cfg->ledger.backend);
 	free(cfg->ledger.path);
 	list_free(&cfg->ledger.endpoints);
+	free(cfg->ledger.ca_file);
+	free(cfg->ledger.cert_file);
+	free(cfg->ledger.key_file);
+	free(cfg->ledger.password_file);
+	free(cfg->ledger.prefix);
 	free(cfg->audit.path);
 	free(cfg->audit.signing_key);
 	free(priv);
@@ -1663,12 +1771,15 @@ static pg_err set_defaults(struct parser *p)
 	c->separation.window = 12 * 3600;
 	c->ledger.backend = strdup("file");
 	c->ledger.path = strdup(PG_DEFAULT_STATEDIR);
+	c->ledger.prefix = strdup("/pmpgate/");
+	c->ledger.timeout_ms = 3000;
 	c->audit.path = strdup(PG_DEFAULT_AUDIT);
 	c->audit.syslog = 1;
 	if (c->daemon.socket == NULL || c->daemon.user == NULL ||
 	    c->directory.user_filter == NULL ||
 	    c->directory.ticket_user_attr == NULL || c->aws.profile == NULL ||
 	    c->ledger.backend == NULL || c->ledger.path == NULL ||
+	    c->ledger.prefix == NULL ||
 	    c->audit.path == NULL)
 		return pnomem(p);
 	return PG_OK;

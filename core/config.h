@@ -124,6 +124,12 @@ typedef struct pg_config {
 		char *profile;		/* default "default" */
 		char *ca_file;		/* or NULL = system store */
 		int64_t timeout_ms;	/* default 5s */
+		char *base_principal;	/* or NULL: the ARN of the principal of
+					   the base credentials, the one the
+					   role trust policies trust
+					   (`pmpgate iam trust-policy`):
+					   arn:aws:iam::ACCOUNT:role/NAME,
+					   ...:user/NAME or ...:root */
 	} aws;
 
 	pg_role_cfg roles[PG_MAX_ROLES];
@@ -136,7 +142,15 @@ typedef struct pg_config {
 	struct {
 		char *backend;		/* "file" (default) | "etcd" */
 		char *path;		/* default $LOCALSTATEDIR/lib/pmpgate */
-		pg_list endpoints;
+		/* etcd only (each refused with backend = file): */
+		pg_list endpoints;	/* required; http:// needs allow_plaintext */
+		char *ca_file;		/* or NULL = system store */
+		char *cert_file;	/* client certificate (PEM), with key_file */
+		char *key_file;		/* its key, a secret file */
+		char *password_file;	/* secret file "user:password", or NULL */
+		char *prefix;		/* key prefix; default "/pmpgate/" */
+		int64_t timeout_ms;	/* per ledger operation; default 3s */
+		int allow_plaintext;	/* permit http:// endpoints; default no */
 	} ledger;
 
 	struct {

@@ -16,7 +16,8 @@
  *
  * Lookups: every filter value is escaped by ldap_bv2escaped_filter_value;
  * searches ask for no attributes ("1.1") except where an entry's own
- * memberOf values are read.  A group's member list is never read.
+ * memberOf values are read.  A decision never reads a group's member
+ * list; only pg_dir_group_members (the review report) does.
  *
  * Nesting: the walk goes upward from the user.  Level 1 is the groups
  * that hold the user directly; level k+1 the groups that hold a group of
@@ -1146,6 +1147,80 @@ out:
 
 /* ---- public: users --------------------------------------------------------- */
 
+#define EXACT_ATTRS_MAX 8
+
+/*
+ * The login name must be the entry's own value, byte for byte: the
+ * directory's matching rules fold case, spaces and Unicode compatibility
+ * forms ("ALICE", " alice", fullwidth letters all find uid=alice), and a
+ * caller must not obtain another account's decision by such a spelling.
+ * Reads the attributes of every "(ATTR=%u)" assertion of TMPL from DN and
+ * accepts when one value equals USER exactly.  PG_OK, PG_ENOTFOUND (no
+ * such value, or TMPL has no such assertion to check against) or a
+ * directory error.
+ */
+static pg_err
+check_exact_name(pg_dir *d, const char *dn, const char *tmpl,
+		 const char *user, pg_deadline dl, char *err, size_t errlen)
+{
+	char *attrs[EXACT_ATTRS_MAX + 1] = { NULL };
+	struct req rq = { REQ_SEARCH, dn, LDAP_SCOPE_BASE, "(objectClass=*)",
+			  attrs, 1, NULL, NULL };
+	LDAPMessage *res = NULL, *ent;
+	size_t n = 0, i, ulen = strlen(user);
+	const char *p, *a;
+	int lrc, k, match = 0;
+	pg_err e = PG_ENOTFOUND;
+
+	for (p = strstr(tmpl, "=%u)"); p != NULL && n < EXACT_ATTRS_MAX;
+	     p = strstr(p + 4, "=%u)")) {
+		for (a = p; a > tmpl && (isalnum((unsigned char)a[-1]) ||
+					 a[-1] == '-' || a[-1] == '.' ||
+					 a[-1] == ';'); a--)
+			;
+		if (a == p || a == tmpl || a[-1] != '(')
+			continue;
+		if ((attrs[n] = strndup(a, (size_t)(p - a))) == NULL) {
+			snprintf(err, errlen, "out of memory");
+			e = PG_ENOMEM;
+			goto out;
+		}
+		n++;
+	}
+	if (n == 0) {
+		snprintf(err, errlen, "user %s: [directory] user_filter has no "
+			 "(ATTR=%%u) assertion to confirm the name by", user);
+		goto out;
+	}
+	e = dir_request(d, &rq, dl, &res, &lrc, err, errlen);
+	if (e != PG_OK)
+		goto out;
+	if (lrc != LDAP_SUCCESS) {
+		e = bad_result(d, "reading", dn, lrc, err, errlen);
+		goto out;
+	}
+	ent = ldap_first_entry(d->ld, res);
+	for (i = 0; ent != NULL && i < n && !match; i++) {
+		struct berval **bv = ldap_get_values_len(d->ld, ent, attrs[i]);
+
+		for (k = 0; bv != NULL && bv[k] != NULL && !match; k++)
+			match = bv[k]->bv_len == ulen &&
+				memcmp(bv[k]->bv_val, user, ulen) == 0;
+		if (bv != NULL)
+			ldap_value_free_len(bv);
+	}
+	e = match ? PG_OK : PG_ENOTFOUND;
+	if (!match)
+		snprintf(err, errlen, "user %s not found in the directory "
+			 "(no entry holds the name exactly)", user);
+out:
+	for (i = 0; i < n; i++)
+		free(attrs[i]);
+	if (res != NULL)
+		ldap_msgfree(res);
+	return e;
+}
+
 pg_err
 pg_dir_find_user(pg_dir *d, const char *user, pg_deadline dl, char **dn,
 		 char *err, size_t errlen)
@@ -1184,6 +1259,8 @@ pg_dir_find_user(pg_dir *d, const char *user, pg_deadline dl, char **dn,
 	} else if (*dn == NULL) {
 		snprintf(err, errlen, "user %s: entry without a DN", user);
 		e = PG_EPROTO;
+	} else {
+		e = check_exact_name(d, *dn, tmpl, user, dl, err, errlen);
 	}
 out:
 	if (e != PG_OK) {
@@ -1771,6 +1848,674 @@ out:
 	free(count);
 	free(done);
 	return e;
+}
+
+/* ---- public: member lists (review) ------------------------------------------ */
+
+/* The attribute user_filter compares with %u: "(uid=%u)" -> "uid".
+ * "uid" when the template has no "(ATTR=%u" with a plain attribute. */
+static void
+login_attr(const char *tmpl, char *buf, size_t len)
+{
+	const char *p = tmpl, *eq, *a;
+
+	snprintf(buf, len, "uid");
+	for (; tmpl != NULL && (p = strstr(p, "=%u")) != NULL; p += 3) {
+		eq = p;
+		for (a = eq; a > tmpl && (isalnum((unsigned char)a[-1]) ||
+					  a[-1] == '-' || a[-1] == '.' ||
+					  a[-1] == ';'); a--)
+			;
+		if (a == eq || a == tmpl || a[-1] != '(' ||
+		    (size_t)(eq - a) >= len)
+			continue;
+		memcpy(buf, a, (size_t)(eq - a));
+		buf[eq - a] = '\0';
+		return;
+	}
+}
+
+/* user_filter with every "%u" replaced by "*" (a wildcard, not a value):
+ * matches every user entry (free()). */
+static char *
+user_wildcard_filter(const pg_dir *d)
+{
+	const char *tmpl = d->cfg->directory.user_filter ?
+		d->cfg->directory.user_filter :
+		"(&(objectClass=posixAccount)(uid=%u))";
+	char *out = malloc(strlen(tmpl) + 1), *o = out;
+
+	if (out == NULL)
+		return NULL;
+	for (; *tmpl; tmpl++) {
+		if (tmpl[0] == '%' && tmpl[1] == 'u') {
+			*o++ = '*';
+			tmpl++;
+		} else {
+			*o++ = *tmpl;
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
+static void
+strv_free(char **v, size_t n)
+{
+	while (n > 0)
+		free(v[--n]);
+	free(v);
+}
+
+/* The values of ATTR in entry M as strdup'd strings. */
+static pg_err
+entry_values(pg_dir *d, LDAPMessage *m, const char *attr, char ***out,
+	     size_t *n, char *err, size_t errlen)
+{
+	struct berval **bv = ldap_get_values_len(d->ld, m, attr);
+	size_t cnt = bv ? (size_t)ldap_count_values_len(bv) : 0, k;
+	char **v = NULL;
+	pg_err e = PG_OK;
+
+	*out = NULL;
+	*n = 0;
+	if (cnt == 0)
+		goto out;
+	v = calloc(cnt, sizeof(*v));
+	if (v == NULL)
+		goto nomem;
+	for (k = 0; k < cnt; k++)
+		if ((v[k] = strndup(bv[k]->bv_val, bv[k]->bv_len)) == NULL)
+			goto nomem;
+	*out = v;
+	*n = cnt;
+	v = NULL;
+	goto out;
+nomem:
+	snprintf(err, errlen, "out of memory");
+	e = PG_ENOMEM;
+out:
+	if (v != NULL)
+		strv_free(v, cnt);
+	if (bv != NULL)
+		ldap_value_free_len(bv);
+	return e;
+}
+
+/* One entry read by a base search: its DN and the values of two
+ * attributes (a1 may be NULL). */
+struct entry {
+	char *dn;
+	char **v0, **v1;
+	size_t n0, n1;
+};
+
+static void
+entry_free(struct entry *en)
+{
+	free(en->dn);
+	strv_free(en->v0, en->n0);
+	strv_free(en->v1, en->n1);
+	memset(en, 0, sizeof(*en));
+}
+
+/* Read entry DN when it matches FILTER.  *found = 0 when DN names no
+ * entry or the entry does not match. */
+static pg_err
+read_entry(pg_dir *d, const char *dn, const char *filter, const char *a0,
+	   const char *a1, pg_deadline dl, int *found, struct entry *en,
+	   char *err, size_t errlen)
+{
+	char *attrs[3] = { (char *)a0, (char *)a1, NULL };
+	struct req rq = { REQ_SEARCH, dn, LDAP_SCOPE_BASE, filter, attrs, 1,
+			  NULL, NULL };
+	LDAPMessage *res = NULL, *m;
+	char *s;
+	int lrc;
+	pg_err e;
+
+	*found = 0;
+	memset(en, 0, sizeof(*en));
+	e = dir_request(d, &rq, dl, &res, &lrc, err, errlen);
+	if (e != PG_OK)
+		goto out;
+	if (lrc == LDAP_NO_SUCH_OBJECT || lrc == LDAP_INVALID_DN_SYNTAX)
+		goto out;
+	if (lrc != LDAP_SUCCESS) {
+		e = bad_result(d, "reading", dn, lrc, err, errlen);
+		goto out;
+	}
+	m = ldap_first_entry(d->ld, res);
+	if (m == NULL)
+		goto out;
+	s = ldap_get_dn(d->ld, m);
+	en->dn = strdup(s != NULL ? s : dn);
+	if (s != NULL)
+		ldap_memfree(s);
+	if (en->dn == NULL) {
+		snprintf(err, errlen, "out of memory");
+		e = PG_ENOMEM;
+		goto out;
+	}
+	e = entry_values(d, m, a0, &en->v0, &en->n0, err, errlen);
+	if (e == PG_OK && a1 != NULL)
+		e = entry_values(d, m, a1, &en->v1, &en->n1, err, errlen);
+	if (e == PG_OK)
+		*found = 1;
+out:
+	if (e != PG_OK || !*found)
+		entry_free(en);
+	if (res != NULL)
+		ldap_msgfree(res);
+	return e;
+}
+
+/* Users collected so far (duplicates removed at the end). */
+struct mlist {
+	pg_dir_member *v;
+	size_t n, cap, max;
+};
+
+/* Add a user (copies of DN, NAME, VIA; KEY from DN or NAME). */
+static pg_err
+mlist_add(struct mlist *l, const char *dn, const char *name, const char *via,
+	  char *err, size_t errlen)
+{
+	pg_dir_member m = { NULL, NULL, NULL, NULL };
+
+	if (l->n >= l->max) {
+		snprintf(err, errlen, "more than %zu member entries: the "
+			 "review does not report a partial list", l->max);
+		return PG_EPROTO;
+	}
+	if (l->n == l->cap) {
+		size_t ncap = l->cap ? l->cap * 2 : 64;
+		pg_dir_member *nv = realloc(l->v, ncap * sizeof(*nv));
+
+		if (nv == NULL)
+			goto nomem;
+		l->v = nv;
+		l->cap = ncap;
+	}
+	m.key = dn != NULL ? dn_key(dn) : strdup(name);
+	m.dn = dn != NULL ? strdup(dn) : NULL;
+	m.name = name != NULL ? strdup(name) : NULL;
+	m.via = strdup(via);
+	if (m.key == NULL || (dn != NULL && m.dn == NULL) ||
+	    (name != NULL && m.name == NULL) || m.via == NULL)
+		goto nomem;
+	l->v[l->n++] = m;
+	return PG_OK;
+nomem:
+	free(m.key);
+	free(m.dn);
+	free(m.name);
+	free(m.via);
+	snprintf(err, errlen, "out of memory");
+	return PG_ENOMEM;
+}
+
+static int
+member_cmp(const void *a, const void *b)
+{
+	return strcmp(((const pg_dir_member *)a)->key,
+		      ((const pg_dir_member *)b)->key);
+}
+
+static void
+member_free(pg_dir_member *m)
+{
+	free(m->key);
+	free(m->dn);
+	free(m->name);
+	free(m->via);
+}
+
+static int
+rank_cmp(const void *a, const void *b, void *arg)
+{
+	const pg_dir_member *v = arg;
+	size_t i = *(const size_t *)a, j = *(const size_t *)b;
+	int c = strcmp(v[i].key, v[j].key);
+
+	if (c != 0)
+		return c;
+	return i < j ? -1 : i > j;
+}
+
+/* Sort by key and keep the first of each key in the order of discovery
+ * (the one reached through the fewest nested groups: users are added
+ * level by level). */
+static pg_err
+mlist_unique(struct mlist *l, char *err, size_t errlen)
+{
+	pg_dir_member *nv;
+	size_t *idx, i, j = 0;
+
+	if (l->n < 2)
+		return PG_OK;
+	idx = malloc(l->n * sizeof(*idx));
+	nv = malloc(l->n * sizeof(*nv));
+	if (idx == NULL || nv == NULL) {
+		free(idx);
+		free(nv);
+		snprintf(err, errlen, "out of memory");
+		return PG_ENOMEM;
+	}
+	for (i = 0; i < l->n; i++)
+		idx[i] = i;
+	qsort_r(idx, l->n, sizeof(*idx), rank_cmp, l->v);
+	for (i = 0; i < l->n; i++) {
+		pg_dir_member *m = &l->v[idx[i]];
+
+		if (j > 0 && strcmp(nv[j - 1].key, m->key) == 0)
+			member_free(m);
+		else
+			nv[j++] = *m;
+	}
+	free(l->v);
+	free(idx);
+	l->v = nv;
+	l->n = j;
+	l->cap = l->n;
+	return PG_OK;
+}
+
+/* A nested group found at nesting depth LEVEL: remember it for the next
+ * level unless visited; bounded by PG_DIR_MAX_GROUPS. */
+static pg_err
+groups_add(pg_dir *d, struct walk *g, const char *dn, long parent,
+	   char *err, size_t errlen)
+{
+	int added;
+	char *c;
+
+	(void)d;
+	if (g->n >= PG_DIR_MAX_GROUPS) {
+		snprintf(err, errlen, "more than %d nested groups: the review "
+			 "does not report a partial list", PG_DIR_MAX_GROUPS);
+		return PG_EPROTO;
+	}
+	c = strdup(dn);
+	if (c == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return PG_ENOMEM;
+	}
+	return walk_add(g, c, parent, &added, err, errlen);
+}
+
+/* member / uniqueMember: read each group's ATTR values, then each member
+ * entry, level by level. */
+static pg_err
+members_by_dn(pg_dir *d, const char *attr, const char *group_dn,
+	      struct mlist *l, size_t *skipped, pg_deadline dl, char *err,
+	      size_t errlen)
+{
+	struct walk g = { NULL, 0, 0 };
+	struct entry grp, en;
+	char login[64], *uf = NULL, *filter = NULL;
+	size_t lo, hi, i, k;
+	int level, found;
+	pg_err e;
+
+	memset(&grp, 0, sizeof(grp));
+	memset(&en, 0, sizeof(en));
+	login_attr(d->cfg->directory.user_filter, login, sizeof(login));
+	uf = user_wildcard_filter(d);
+	if (uf == NULL || asprintf(&filter, "(|%s(%s=*))", uf, attr) < 0) {
+		filter = NULL;
+		snprintf(err, errlen, "out of memory");
+		e = PG_ENOMEM;
+		goto out;
+	}
+	e = groups_add(d, &g, group_dn, -1, err, errlen);
+	if (e != PG_OK)
+		goto out;
+	lo = 0;
+	hi = g.n;
+	/* level = the nested groups between the target and these groups */
+	for (level = 0; lo < hi; level++) {
+		int deeper = d->cfg->directory.nested_groups &&
+			     level < d->cfg->directory.max_depth;
+
+		for (i = lo; i < hi; i++) {
+			e = read_entry(d, g.v[i].dn, "(objectClass=*)", attr,
+				       NULL, dl, &found, &grp, err, errlen);
+			if (e != PG_OK)
+				goto out;
+			if (!found && i == 0) {
+				snprintf(err, errlen, "group %s does not exist",
+					 group_dn);
+				e = PG_ENOTFOUND;
+				goto out;
+			}
+			for (k = 0; k < grp.n0; k++) {
+				e = read_entry(d, grp.v0[k], filter, login,
+					       attr, dl, &found, &en, err,
+					       errlen);
+				if (e != PG_OK)
+					goto out;
+				if (!found) {
+					(*skipped)++;
+				} else if (en.n1 > 0) {
+					if (deeper)
+						e = groups_add(d, &g, en.dn,
+							       (long)i, err,
+							       errlen);
+				} else {
+					e = mlist_add(l, en.dn, en.n0 > 0 ?
+						      en.v0[0] : NULL,
+						      g.v[i].dn, err, errlen);
+				}
+				entry_free(&en);
+				if (e != PG_OK)
+					goto out;
+			}
+			entry_free(&grp);
+		}
+		lo = hi;
+		hi = g.n;
+	}
+	e = PG_OK;
+out:
+	entry_free(&grp);
+	entry_free(&en);
+	walk_free(&g);
+	free(filter);
+	free(uf);
+	return e;
+}
+
+/* Search under base for entries matching FILTER, reading ATTR (may be
+ * NULL): the entries' DNs and ATTR's first values.  At most MAX entries
+ * (PG_EPROTO beyond). */
+static pg_err
+search_entries(pg_dir *d, const char *filter, const char *attr, size_t max,
+	       pg_deadline dl, char ***dns, char ***vals, size_t *n,
+	       char *err, size_t errlen)
+{
+	char *attrs[2] = { (char *)(attr ? attr : LDAP_NO_ATTRS), NULL };
+	int limit = max >= (size_t)INT32_MAX ? 0 : (int)max + 1;
+	struct req rq = { REQ_SEARCH, d->cfg->directory.base,
+			  LDAP_SCOPE_SUBTREE, filter, attrs, limit, NULL, NULL };
+	LDAPMessage *res = NULL, *m;
+	char **dv = NULL, **vv = NULL, **one = NULL;
+	size_t cnt = 0, i = 0, n_one = 0;
+	int lrc;
+	pg_err e;
+
+	*dns = *vals = NULL;
+	*n = 0;
+	e = dir_request(d, &rq, dl, &res, &lrc, err, errlen);
+	if (e != PG_OK)
+		goto out;
+	if (lrc == LDAP_SIZELIMIT_EXCEEDED ||
+	    (size_t)ldap_count_entries(d->ld, res) > max) {
+		snprintf(err, errlen, "more than %zu entries match %s: the "
+			 "review does not report a partial list", max, filter);
+		e = PG_EPROTO;
+		goto out;
+	}
+	if (lrc != LDAP_SUCCESS) {
+		e = bad_result(d, "search under", rq.base, lrc, err, errlen);
+		goto out;
+	}
+	cnt = (size_t)ldap_count_entries(d->ld, res);
+	dv = calloc(cnt ? cnt : 1, sizeof(*dv));
+	vv = calloc(cnt ? cnt : 1, sizeof(*vv));
+	if (dv == NULL || vv == NULL)
+		goto nomem;
+	for (m = ldap_first_entry(d->ld, res); m != NULL && i < cnt;
+	     m = ldap_next_entry(d->ld, m)) {
+		char *s = ldap_get_dn(d->ld, m);
+
+		if (s == NULL)
+			continue;
+		dv[i] = strdup(s);
+		ldap_memfree(s);
+		if (dv[i] == NULL)
+			goto nomem;
+		if (attr != NULL) {
+			e = entry_values(d, m, attr, &one, &n_one, err, errlen);
+			if (e != PG_OK)
+				goto out;
+			if (n_one > 0) {
+				vv[i] = one[0];
+				one[0] = NULL;
+			}
+			strv_free(one, n_one);
+			one = NULL;
+		}
+		i++;
+	}
+	*dns = dv;
+	*vals = vv;
+	*n = i;
+	dv = vv = NULL;
+	e = PG_OK;
+	goto out;
+nomem:
+	snprintf(err, errlen, "out of memory");
+	e = PG_ENOMEM;
+out:
+	if (dv != NULL)
+		strv_free(dv, cnt);
+	if (vv != NULL)
+		strv_free(vv, cnt);
+	if (res != NULL)
+		ldap_msgfree(res);
+	return e;
+}
+
+/* memberOf: search for the entries whose memberOf names each group. */
+static pg_err
+members_by_memberof(pg_dir *d, const char *group_dn, struct mlist *l,
+		    pg_deadline dl, char *err, size_t errlen)
+{
+	struct walk g = { NULL, 0, 0 };
+	struct entry root;
+	char login[64], *uf = NULL, *filter = NULL, *mo = NULL;
+	char **dns = NULL, **vals = NULL;
+	size_t lo, hi, i, k, n = 0;
+	int level, found;
+	pg_err e;
+
+	memset(&root, 0, sizeof(root));
+	login_attr(d->cfg->directory.user_filter, login, sizeof(login));
+	uf = user_wildcard_filter(d);
+	if (uf == NULL) {
+		snprintf(err, errlen, "out of memory");
+		e = PG_ENOMEM;
+		goto out;
+	}
+	e = read_entry(d, group_dn, "(objectClass=*)", LDAP_NO_ATTRS, NULL,
+		       dl, &found, &root, err, errlen);
+	if (e != PG_OK)
+		goto out;
+	if (!found) {
+		snprintf(err, errlen, "group %s does not exist", group_dn);
+		e = PG_ENOTFOUND;
+		goto out;
+	}
+	e = groups_add(d, &g, group_dn, -1, err, errlen);
+	if (e != PG_OK)
+		goto out;
+	lo = 0;
+	hi = g.n;
+	for (level = 0; lo < hi; level++) {
+		int deeper = d->cfg->directory.nested_groups &&
+			     level < d->cfg->directory.max_depth;
+
+		for (i = lo; i < hi; i++) {
+			int pass;
+
+			e = attr_filter("memberOf", g.v[i].dn, &mo, err, errlen);
+			if (e != PG_OK)
+				goto out;
+			for (pass = 0; pass < (deeper ? 2 : 1); pass++) {
+				free(filter);
+				if (asprintf(&filter, pass == 0 ? "(&%s%s)" :
+					     "(&%s(!%s))", mo, uf) < 0) {
+					filter = NULL;
+					snprintf(err, errlen, "out of memory");
+					e = PG_ENOMEM;
+					goto out;
+				}
+				e = search_entries(d, filter, pass == 0 ? login
+						   : NULL, pass == 0 ? l->max :
+						   PG_DIR_MAX_GROUPS, dl, &dns,
+						   &vals, &n, err, errlen);
+				if (e != PG_OK)
+					goto out;
+				for (k = 0; k < n && e == PG_OK; k++)
+					e = pass == 0 ?
+						mlist_add(l, dns[k], vals[k],
+							  g.v[i].dn, err,
+							  errlen) :
+						groups_add(d, &g, dns[k],
+							   (long)i, err,
+							   errlen);
+				strv_free(dns, n);
+				strv_free(vals, n);
+				dns = vals = NULL;
+				n = 0;
+				if (e != PG_OK)
+					goto out;
+			}
+			free(mo);
+			mo = NULL;
+		}
+		lo = hi;
+		hi = g.n;
+	}
+	e = PG_OK;
+out:
+	strv_free(dns, n);
+	strv_free(vals, n);
+	entry_free(&root);
+	walk_free(&g);
+	free(filter);
+	free(mo);
+	free(uf);
+	return e;
+}
+
+/* memberUid: the values are login names. */
+static pg_err
+members_by_uid(pg_dir *d, const char *group_dn, struct mlist *l,
+	       size_t *skipped, pg_deadline dl, char *err, size_t errlen)
+{
+	struct entry grp;
+	char scratch[128];
+	size_t k;
+	int found;
+	pg_err e;
+
+	e = read_entry(d, group_dn, "(objectClass=*)", "memberUid", NULL, dl,
+		       &found, &grp, err, errlen);
+	if (e != PG_OK)
+		return e;
+	if (!found) {
+		snprintf(err, errlen, "group %s does not exist", group_dn);
+		return PG_ENOTFOUND;
+	}
+	for (k = 0; k < grp.n0 && e == PG_OK; k++) {
+		if (check_name(grp.v0[k], "name", scratch, sizeof(scratch)) !=
+		    PG_OK) {
+			(*skipped)++;
+			continue;
+		}
+		e = mlist_add(l, NULL, grp.v0[k], group_dn, err, errlen);
+	}
+	entry_free(&grp);
+	return e;
+}
+
+pg_err
+pg_dir_group_members(pg_dir *d, const char *group_dn, size_t max,
+		     pg_dir_members *out, pg_deadline dl, char *err,
+		     size_t errlen)
+{
+	struct mlist l = { NULL, 0, 0, 0 };
+	size_t skipped = 0;
+	pg_err e;
+
+	if (out != NULL)
+		memset(out, 0, sizeof(*out));
+	if (d == NULL || out == NULL || group_dn == NULL ||
+	    group_dn[0] == '\0') {
+		snprintf(err, errlen, "directory: missing group DN");
+		return PG_EINVAL;
+	}
+	d->retries = 1;
+	l.max = max == 0 || max > PG_DIR_MAX_MEMBERS ? PG_DIR_MAX_MEMBERS : max;
+	/* duplicates (a user in several nested groups) are removed at the
+	 * end: allow for them while collecting, within a bound */
+	l.max = l.max * 4;
+	switch (d->cfg->directory.membership) {
+	case PG_MEMBER_MEMBER:
+		e = members_by_dn(d, "member", group_dn, &l, &skipped, dl, err,
+				  errlen);
+		break;
+	case PG_MEMBER_UNIQUEMEMBER:
+		e = members_by_dn(d, "uniqueMember", group_dn, &l, &skipped, dl,
+				  err, errlen);
+		break;
+	case PG_MEMBER_MEMBERUID:
+		e = members_by_uid(d, group_dn, &l, &skipped, dl, err, errlen);
+		break;
+	case PG_MEMBER_MEMBEROF:
+		e = members_by_memberof(d, group_dn, &l, dl, err, errlen);
+		break;
+	default:
+		snprintf(err, errlen, "directory: unknown group_membership");
+		e = PG_ECONFIG;
+		break;
+	}
+	if (e != PG_OK)
+		goto out;
+	e = mlist_unique(&l, err, errlen);
+	if (e != PG_OK)
+		goto out;
+	l.max /= 4;
+	if (l.n > l.max) {
+		snprintf(err, errlen, "group %s has more than %zu members: the "
+			 "review does not report a partial list", group_dn,
+			 l.max);
+		e = PG_EPROTO;
+		goto out;
+	}
+	out->v = l.v;
+	out->n = l.n;
+	out->skipped = skipped;
+	l.v = NULL;
+	l.n = 0;
+out:
+	while (l.n > 0)
+		member_free(&l.v[--l.n]);
+	free(l.v);
+	return e;
+}
+
+void
+pg_dir_members_free(pg_dir_members *m)
+{
+	if (m == NULL)
+		return;
+	while (m->n > 0)
+		member_free(&m->v[--m->n]);
+	free(m->v);
+	memset(m, 0, sizeof(*m));
+}
+
+const pg_dir_member *
+pg_dir_members_find(const pg_dir_members *m, const char *key)
+{
+	pg_dir_member k = { (char *)key, NULL, NULL, NULL };
+
+	if (m == NULL || m->n == 0 || key == NULL)
+		return NULL;
+	return bsearch(&k, m->v, m->n, sizeof(*m->v), member_cmp);
 }
 
 /* ---- public: ping ---------------------------------------------------------- */

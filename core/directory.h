@@ -10,9 +10,10 @@
  * reconnects once, transparently, when the server has dropped it.
  *
  * Every filter is built from the configured templates with values escaped
- * by libldap (ldap_bv2escaped_filter_value); no whole member list is ever
- * read: membership is a compare or a filtered search per group, so the
- * cost does not grow with group size.  Nested groups are walked upward
+ * by libldap (ldap_bv2escaped_filter_value); no decision ever reads a
+ * whole member list: membership is a compare or a filtered search per
+ * group, so the cost does not grow with group size (only the review
+ * report, pg_dir_group_members below, reads member lists).  Nested groups are walked upward
  * (from the user towards the group) with a depth bound and a visited set.
  *
  * Every call takes the request deadline; operations are bounded by
@@ -78,6 +79,67 @@ pg_err pg_dir_resolve(pg_dir *d, const char *const *names, size_t n,
 
 /* Two DNs name the same entry (normalised, case-insensitive compare). */
 int pg_dn_equal(const char *a, const char *b);
+
+/*
+ * ---- Member lists (for `pmpgate review` only) ------------------------------
+ *
+ * pg_dir_group_members is the one call that reads a group's member list:
+ * an administrator's report needs every member, a decision never does.
+ * It walks DOWN from GROUP_DN by the configured group_membership:
+ *   member, uniqueMember  read the group's own member values; read each
+ *              member entry (base search, filter "(|U(ATTR=*))" where U is
+ *              user_filter with %u as a wildcard): an entry holding ATTR
+ *              values is a nested group, any other returned entry a user;
+ *              a value naming no entry, or an entry that is neither, is
+ *              counted in `skipped`;
+ *   memberOf   search under base for "(&(memberOf=G)U)" (users) and, when
+ *              nesting, "(&(memberOf=G)(!U))" (nested groups);
+ *   memberUid  the group's memberUid values are the users' login names
+ *              (no DN, no nesting).
+ * Nesting follows the same bounds as pg_dir_is_member: with nested_groups
+ * = yes, users reached through at most max_depth nested groups count (a
+ * user the decision would count is listed, and no other); a visited set
+ * makes cycles harmless; at most PG_DIR_MAX_GROUPS groups are read.
+ * A user's login name is the first value of the attribute user_filter
+ * compares with %u ("(uid=%u)" -> uid; "uid" when none can be found).
+ *
+ * Fail closed, never a partial list: more than MAX distinct members
+ * (0 = PG_DIR_MAX_MEMBERS), more groups than PG_DIR_MAX_GROUPS, or any
+ * directory error fails the whole call (PG_EPROTO for the bounds, else
+ * the errors above); PG_ENOTFOUND when GROUP_DN does not exist.
+ * Cost: one read per member entry and per group (member kinds), so a
+ * review of a large group takes as long as that many lookups and is
+ * bounded by the request deadline.
+ */
+#define PG_DIR_MAX_MEMBERS 100000
+#define PG_DIR_MAX_GROUPS 4096
+
+typedef struct pg_dir_member {
+	char *key;	/* comparison key: the entry's DN normalised and
+			   lower-cased (the login name for memberUid); two
+			   members are the same entry exactly when their keys
+			   are equal */
+	char *dn;	/* the user entry's DN; NULL for memberUid */
+	char *name;	/* the login name, NULL when the entry has none */
+	char *via;	/* DN of the (nested) group holding it directly */
+} pg_dir_member;
+
+typedef struct pg_dir_members {
+	pg_dir_member *v;	/* sorted by key, each key once */
+	size_t n;
+	size_t skipped;	/* member values that named no user or group */
+} pg_dir_members;
+
+pg_err pg_dir_group_members(pg_dir *d, const char *group_dn, size_t max,
+			    pg_dir_members *out, pg_deadline dl, char *err,
+			    size_t errlen);
+
+/* Free every member and zero *m; safe on a zeroed struct. */
+void pg_dir_members_free(pg_dir_members *m);
+
+/* The member of M whose key is KEY, or NULL (binary search). */
+const pg_dir_member *pg_dir_members_find(const pg_dir_members *m,
+					 const char *key);
 
 /* Bind and search the bind account's own entry (for doctor/status). */
 pg_err pg_dir_ping(pg_dir *d, pg_deadline dl, char *err, size_t errlen);

@@ -1,10 +1,154 @@
-/* gather.c - facts for one request; see gather.h. */
+/*
+ * gather.c - facts for one request; see gather.h.
+ *
+ * The ticket lookup and the user's directory lookups are independent, so
+ * they run at the same time: the worker's fetcher thread performs
+ * pg_ticket_fetch() while the worker talks to the directory.  Only the
+ * people the ticket names need both, and are resolved after the join.
+ * The facts are exactly those of doing the two one after the other.
+ */
 #include "gather.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+/* ---- the fetcher ---------------------------------------------------------- */
+
+enum { F_IDLE, F_JOB, F_DONE, F_STOP };
+
+struct pg_fetcher {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	pthread_t tid;
+	pg_http *http;
+	int state;
+	/* the job: borrowed from the pg_gather() that waits for it */
+	const pg_config *cfg;
+	const char *id;
+	pg_deadline dl;
+	pg_ticket *out;
+	char *err;
+	size_t errlen;
+	pg_err rc;
+};
+
+static void *
+fetcher_main(void *arg)
+{
+	pg_fetcher *f = arg;
+
+	pthread_mutex_lock(&f->lock);
+	for (;;) {
+		while (f->state != F_JOB && f->state != F_STOP)
+			pthread_cond_wait(&f->cond, &f->lock);
+		if (f->state == F_STOP)
+			break;
+		pthread_mutex_unlock(&f->lock);
+		/* f->http and the job fields are ours until F_DONE. */
+		f->rc = pg_ticket_fetch(f->http, f->cfg, f->id, f->dl, f->out,
+					f->err, f->errlen);
+		pthread_mutex_lock(&f->lock);
+		f->state = F_DONE;
+		pthread_cond_broadcast(&f->cond);
+	}
+	pthread_mutex_unlock(&f->lock);
+	return NULL;
+}
+
+pg_fetcher *
+pg_fetcher_new(void)
+{
+	pg_fetcher *f = calloc(1, sizeof(*f));
+	int have_lock = 0, have_cond = 0;
+
+	if (f == NULL)
+		return NULL;
+	if (pthread_mutex_init(&f->lock, NULL) != 0)
+		goto fail;
+	have_lock = 1;
+	if (pthread_cond_init(&f->cond, NULL) != 0)
+		goto fail;
+	have_cond = 1;
+	f->state = F_IDLE;
+	if ((f->http = pg_http_new()) == NULL)
+		goto fail;
+	if (pthread_create(&f->tid, NULL, fetcher_main, f) != 0)
+		goto fail;
+	return f;
+fail:
+	pg_http_free(f->http);
+	if (have_cond)
+		pthread_cond_destroy(&f->cond);
+	if (have_lock)
+		pthread_mutex_destroy(&f->lock);
+	free(f);
+	return NULL;
+}
+
+void
+pg_fetcher_free(pg_fetcher *f)
+{
+	if (f == NULL)
+		return;
+	pthread_mutex_lock(&f->lock);
+	while (f->state == F_JOB)	/* never abandon a job in flight */
+		pthread_cond_wait(&f->cond, &f->lock);
+	f->state = F_STOP;
+	pthread_cond_broadcast(&f->cond);
+	pthread_mutex_unlock(&f->lock);
+	pthread_join(f->tid, NULL);
+	pg_http_free(f->http);
+	pthread_cond_destroy(&f->cond);
+	pthread_mutex_destroy(&f->lock);
+	free(f);
+}
+
+/* Hand the fetch of ID to F; the results land in OUT and ERR. */
+static void
+fetch_start(pg_fetcher *f, const pg_config *cfg, const char *id,
+	    pg_deadline dl, pg_ticket *out, char *err, size_t errlen)
+{
+	pthread_mutex_lock(&f->lock);
+	f->cfg = cfg;
+	f->id = id;
+	f->dl = dl;
+	f->out = out;
+	f->err = err;
+	f->errlen = errlen;
+	f->rc = PG_EINTERNAL;
+	f->state = F_JOB;
+	pthread_cond_broadcast(&f->cond);
+	pthread_mutex_unlock(&f->lock);
+}
+
+/*
+ * Wait for the fetch started by fetch_start.  The wait is bounded: the
+ * fetch gives up at the request deadline (its HTTP timeout is the time
+ * left), and the job borrows the caller's memory, so it is never
+ * abandoned half-way.
+ */
+static pg_err
+fetch_wait(pg_fetcher *f)
+{
+	pg_err rc;
+
+	pthread_mutex_lock(&f->lock);
+	while (f->state == F_JOB)
+		pthread_cond_wait(&f->cond, &f->lock);
+	rc = f->rc;
+	f->state = F_IDLE;
+	f->cfg = NULL;
+	f->id = NULL;
+	f->out = NULL;
+	f->err = NULL;
+	pthread_mutex_unlock(&f->lock);
+	return rc;
+}
+
+/* ---- facts ---------------------------------------------------------------- */
 
 /* Remember the first directory failure; later ones add nothing new. */
 static void
@@ -160,11 +304,13 @@ gather_people(pg_dir *dir, const pg_role_cfg *role, pg_deadline dl,
 }
 
 void
-pg_gather(pg_dir *dir, pg_http *http, pg_ledger *ledger, const pg_config *cfg,
-	  const pg_request *req, pg_deadline dl, pg_gathered *g)
+pg_gather(pg_dir *dir, pg_fetcher *fetch, pg_ledger *ledger,
+	  const pg_config *cfg, const pg_request *req, pg_deadline dl,
+	  pg_gathered *g)
 {
 	pg_facts *f = &g->facts;
 	const pg_role_cfg *role;
+	int fetching = 0;
 	pg_err e;
 
 	memset(g, 0, sizeof(*g));
@@ -177,6 +323,20 @@ pg_gather(pg_dir *dir, pg_http *http, pg_ledger *ledger, const pg_config *cfg,
 	role = pg_config_role(cfg, req->role);
 	if (role == NULL)
 		return;		/* pg_decide() refuses an unknown role */
+
+	/* The ticket first: it travels while the directory is asked. */
+	if (req->ticket != NULL && req->ticket[0] != '\0') {
+		if (fetch != NULL) {
+			fetch_start(fetch, cfg, req->ticket, dl, &g->ticket,
+				    g->ticket_err, sizeof(g->ticket_err));
+			fetching = 1;
+		} else {
+			f->ticket_status = PG_EINTERNAL;
+			snprintf(g->ticket_err, sizeof(g->ticket_err),
+				 "ticket: no fetcher");
+			f->ticket_error = g->ticket_err;
+		}
+	}
 
 	if (ledger == NULL) {
 		f->ledger_status = PG_EUNAVAIL;
@@ -191,10 +351,9 @@ pg_gather(pg_dir *dir, pg_http *http, pg_ledger *ledger, const pg_config *cfg,
 
 	gather_user(dir, cfg, role, req, dl, g);
 
-	if (req->ticket == NULL || req->ticket[0] == '\0')
+	if (!fetching)
 		return;
-	e = pg_ticket_fetch(http, cfg, req->ticket, dl, &g->ticket,
-			    g->ticket_err, sizeof(g->ticket_err));
+	e = fetch_wait(fetch);
 	f->ticket_status = e;
 	f->ticket_error = g->ticket_err;
 	if (e != PG_OK)

@@ -36,10 +36,34 @@ typedef struct pg_gathered {
 	char ledger_err[256];
 } pg_gathered;
 
+/*
+ * A ticket fetcher: one helper thread with its own HTTP handle (its own
+ * keep-alive connection; TLS sessions and connections are shared through
+ * http.h's share), owned by one worker and used by one pg_gather() at a
+ * time.  pg_gather() hands it the ticket lookup and works on the
+ * directory meanwhile, so a request waits for the slower of the two, not
+ * their sum.  The fetch is bounded by the request deadline (http.h), so
+ * the wait for it is too.
+ */
+typedef struct pg_fetcher pg_fetcher;
+
+/* Start a fetcher (thread and HTTP handle); NULL when either cannot be
+ * made.  Create it from a thread that blocks the signals the process
+ * handles elsewhere: the helper thread inherits its signal mask. */
+pg_fetcher *pg_fetcher_new(void);
+
+/* Stop the helper thread and free the fetcher; NULL is fine.  Must not
+ * be called while a pg_gather() that uses it runs. */
+void pg_fetcher_free(pg_fetcher *f);
+
 /* Gather the facts for REQ into G (always initialised; free with
  * pg_gathered_free even after errors).  facts.now is the wall clock.
- * The ledger's view (R6/R7) is read without reserving anything. */
-void pg_gather(pg_dir *dir, pg_http *http, pg_ledger *ledger,
+ * The ledger's view (R6/R7) is read without reserving anything.  The
+ * ticket is fetched by FETCH while the user's directory lookups (entry,
+ * role group, conflicting groups) run in the calling thread; the people
+ * the ticket names are resolved once both are in.  A NULL FETCH leaves
+ * the ticket unavailable (R9). */
+void pg_gather(pg_dir *dir, pg_fetcher *fetch, pg_ledger *ledger,
 	       const pg_config *cfg, const pg_request *req, pg_deadline dl,
 	       pg_gathered *g);
 

@@ -309,6 +309,14 @@ pg_http_perform(pg_http *h, const pg_http_req *req, pg_http_resp *resp,
 		SETOPT(CURLOPT_CAINFO, req->ca_file);
 		SETOPT(CURLOPT_CAPATH, (char *)NULL);
 	}
+	if (req->cert_file) {
+		SETOPT(CURLOPT_SSLCERT, req->cert_file);
+		SETOPT(CURLOPT_SSLCERTTYPE, "PEM");
+	}
+	if (req->key_file) {
+		SETOPT(CURLOPT_SSLKEY, req->key_file);
+		SETOPT(CURLOPT_SSLKEYTYPE, "PEM");
+	}
 	SETOPT(CURLOPT_NOSIGNAL, 1L);
 	SETOPT(CURLOPT_TIMEOUT_MS, (long)left);
 	SETOPT(CURLOPT_CONNECTTIMEOUT_MS, (long)left);

@@ -7,7 +7,8 @@
  * TLS is always verified (peer and host); the CA is ca_file when given,
  * else the system store.  Redirects are not followed.  A response larger
  * than max_response is an error, never truncated silently.  The request
- * timeout is min(timeout_ms, deadline).
+ * timeout is min(timeout_ms, deadline).  A client certificate is presented
+ * when cert_file (and key_file) are given (the etcd ledger uses them).
  */
 #ifndef PMPGATE_HTTP_H
 #define PMPGATE_HTTP_H
@@ -39,6 +40,8 @@ typedef struct pg_http_req {
 	long timeout_ms;		/* dependency's own timeout, 0 = none */
 	pg_deadline deadline;
 	size_t max_response;		/* 0 = 1 MiB */
+	const char *cert_file;		/* TLS client certificate (PEM) or NULL */
+	const char *key_file;		/* its private key (PEM), with cert_file */
 } pg_http_req;
 
 typedef struct pg_http_resp {

@@ -25,6 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "deadline.h"
+#include "etcd.h"
 #include "secret.h"
 #include "timefmt.h"
 
@@ -239,13 +241,23 @@ reservation_free(pg_reservation *r)
  * more), so whoever created it, the daemon's user can lock it. */
 #define LOCK_MODE 0644
 
-typedef struct file_ledger {
-	char *dir;		/* [ledger] path */
+/* What every backend judges records by. */
+typedef struct rules {
 	int64_t window;		/* [separation] window */
 	int64_t lease;		/* reservation lease, seconds */
 	int64_t ticket_keep;	/* binding retention after last use */
 	char boot_id[64];	/* "" = unknown */
 	long long pidns;	/* inode of our pid namespace; 0 = unknown */
+	/* A reservation made under another boot id: 1 = its owner is gone
+	 * (one host: it rebooted since); 0 = cannot tell (several hosts: it
+	 * may be another host's; only the lease applies, and so it does when
+	 * either boot id is unknown). */
+	int other_boot_gone;
+} rules;
+
+typedef struct file_ledger {
+	char *dir;		/* [ledger] path */
+	rules r;
 	pthread_mutex_t mu;	/* serialises this process's writers */
 } file_ledger;
 
@@ -271,6 +283,20 @@ self_pidns(void)
 	if (stat("/proc/self/ns/pid", &st) != 0)
 		return 0;
 	return (long long)st.st_ino;
+}
+
+static void
+rules_init(rules *r, const pg_config *cfg, int other_boot_gone)
+{
+	r->window = cfg->separation.window;
+	r->lease = (cfg->daemon.deadline_ms > 0 ?
+		    (cfg->daemon.deadline_ms + 999) / 1000 : 10) +
+		   PG_LEDGER_LEASE_MARGIN;
+	r->ticket_keep = r->window > PG_LEDGER_TICKET_KEEP ? r->window :
+			 PG_LEDGER_TICKET_KEEP;
+	read_boot_id(r->boot_id, sizeof(r->boot_id));
+	r->pidns = self_pidns();
+	r->other_boot_gone = other_boot_gone;
 }
 
 /*
@@ -315,7 +341,7 @@ proc_stat(long long pid, char *state, long long *start)
 /* Is the owner of reservation R certainly gone?  0 when alive or when it
  * cannot be told (then only the lease applies). */
 static int
-owner_gone(const file_ledger *fl, json_t *r)
+owner_gone(const rules *rl, json_t *r)
 {
 	const char *boot = json_string_value(json_object_get(r, "boot_id"));
 	long long pid = json_integer_value(json_object_get(r, "pid"));
@@ -324,10 +350,12 @@ owner_gone(const file_ledger *fl, json_t *r)
 	long long now_start = 0;
 	char state = '?';
 
-	if (boot[0] != '\0' && fl->boot_id[0] != '\0' &&
-	    strcmp(boot, fl->boot_id) != 0)
-		return 1;	/* the host rebooted since */
-	if (ns == 0 || fl->pidns == 0 || ns != fl->pidns)
+	if (boot[0] != '\0' && rl->boot_id[0] != '\0' &&
+	    strcmp(boot, rl->boot_id) != 0)
+		return rl->other_boot_gone;	/* rebooted, or another host */
+	if (!rl->other_boot_gone && (boot[0] == '\0' || rl->boot_id[0] == '\0'))
+		return 0;	/* several hosts: the same host cannot be told */
+	if (ns == 0 || rl->pidns == 0 || ns != rl->pidns)
 		return 0;	/* another pid namespace: cannot tell */
 	if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
 		return 1;
@@ -396,9 +424,12 @@ nonempty(json_t *o, const char *const *keys)
 	return 1;
 }
 
-/* Check ROOT against the version-1 format, strictly. */
-static pg_err
-validate(const file_ledger *fl, json_t *root, char *err, size_t errlen)
+/* The kinds of record, each with exactly its keys (see ledger.h). */
+enum rec { REC_ISSUED, REC_BINDING, REC_LAST, REC_RESERVATION };
+
+/* Is E a well-formed record of KIND?  1, or 0 with the reason in WHY. */
+static int
+record_ok(enum rec kind, json_t *e, char *why, size_t whylen)
 {
 	static const char *const issued_n[] = { "ts", "expiration", NULL };
 	static const char *const ticket_n[] = { "first", "last", "uses", NULL };
@@ -409,10 +440,75 @@ validate(const file_ledger *fl, json_t *root, char *err, size_t errlen)
 	static const char *const ur[] = { "user", "role", NULL };
 	static const char *const urti[] = { "user", "role", "ticket", "id",
 					    NULL };
-	json_t *issued, *tickets, *last, *res, *e;
-	json_int_t version, n;
 	json_error_t je;
-	const char *key, *s;
+	json_int_t n;
+	const char *s;
+	int r = -1;
+
+	switch (kind) {
+	case REC_ISSUED:
+		r = json_unpack_ex(e, &je, JSON_STRICT,
+				   "{s:s, s:s, s:s, s:I, s:I, s:s}", "user",
+				   &s, "role", &s, "ticket", &s, "ts",
+				   &n, "expiration", &n,
+				   "access_key_id", &s);
+		if (r == 0 && (!nonneg(e, issued_n) || !nonempty(e, urt))) {
+			snprintf(why, whylen, "negative time or empty name");
+			return 0;
+		}
+		break;
+	case REC_BINDING:
+		r = json_unpack_ex(e, &je, JSON_STRICT,
+				   "{s:s, s:s, s:I, s:I, s:I}", "user", &s,
+				   "role", &s, "first", &n, "last",
+				   &n, "uses", &n);
+		if (r == 0 && (!nonneg(e, ticket_n) || !nonempty(e, ur) ||
+			       I(e, "uses") < 1)) {
+			snprintf(why, whylen, "negative time or count, or "
+				 "empty name");
+			return 0;
+		}
+		break;
+	case REC_LAST:
+		r = json_unpack_ex(e, &je, JSON_STRICT, "{s:s, s:s, s:I}",
+				   "user", &s, "role", &s, "ts", &n);
+		if (r == 0 && (!nonneg(e, last_n) || !nonempty(e, ur))) {
+			snprintf(why, whylen, "negative time or empty name");
+			return 0;
+		}
+		break;
+	case REC_RESERVATION:
+		r = json_unpack_ex(e, &je, JSON_STRICT,
+				   "{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, "
+				   "s:s, s:I}", "id", &s, "user", &s,
+				   "role", &s, "ticket", &s, "ts", &n,
+				   "expires", &n, "pid", &n,
+				   "start", &n, "boot_id", &s,
+				   "pidns", &n);
+		if (r == 0 && (!nonneg(e, res_n) || !nonempty(e, urti) ||
+			       I(e, "pid") < 1)) {
+			snprintf(why, whylen, "bad pid, negative time or empty "
+				 "name");
+			return 0;
+		}
+		break;
+	}
+	if (r != 0) {
+		snprintf(why, whylen, "%s", je.text);
+		return 0;
+	}
+	return 1;
+}
+
+/* Check ROOT against the version-1 format, strictly. */
+static pg_err
+validate(const file_ledger *fl, json_t *root, char *err, size_t errlen)
+{
+	json_t *issued, *tickets, *last, *res, *e;
+	json_int_t version;
+	json_error_t je;
+	const char *key;
+	char why[200];
 	size_t i;
 
 	if (json_unpack_ex(root, &je, JSON_STRICT, "{s:I, s:o, s:o, s:o, s:o}",
@@ -426,69 +522,38 @@ validate(const file_ledger *fl, json_t *root, char *err, size_t errlen)
 	    !json_is_array(last) || !json_is_array(res))
 		return corrupt(fl->dir, err, errlen, "issued, last and "
 			       "reservations must be arrays, tickets an object");
-	json_array_foreach(issued, i, e) {
-		if (json_unpack_ex(e, &je, JSON_STRICT,
-				   "{s:s, s:s, s:s, s:I, s:I, s:s}", "user",
-				   &s, "role", &s, "ticket", &s, "ts",
-				   &n, "expiration", &n,
-				   "access_key_id", &s) != 0)
-			return corrupt(fl->dir, err, errlen, "issued[%zu]: %s", i,
-				       je.text);
-		if (!nonneg(e, issued_n) || !nonempty(e, urt))
-			return corrupt(fl->dir, err, errlen, "issued[%zu]: negative "
-				       "time or empty name", i);
-	}
-	json_object_foreach(tickets, key, e) {
-		if (key[0] == '\0' ||
-		    json_unpack_ex(e, &je, JSON_STRICT,
-				   "{s:s, s:s, s:I, s:I, s:I}", "user", &s,
-				   "role", &s, "first", &n, "last",
-				   &n, "uses", &n) != 0 ||
-		    !nonneg(e, ticket_n) || !nonempty(e, ur) ||
-		    I(e, "uses") < 1)
-			return corrupt(fl->dir, err, errlen, "tickets: the binding "
-				       "of a ticket is malformed");
-	}
-	json_array_foreach(last, i, e) {
-		if (json_unpack_ex(e, &je, JSON_STRICT, "{s:s, s:s, s:I}",
-				   "user", &s, "role", &s, "ts",
-				   &n) != 0)
+	json_array_foreach(issued, i, e)
+		if (!record_ok(REC_ISSUED, e, why, sizeof(why)))
+			return corrupt(fl->dir, err, errlen, "issued[%zu]: %s",
+				       i, why);
+	json_object_foreach(tickets, key, e)
+		if (key[0] == '\0' || !record_ok(REC_BINDING, e, why,
+						  sizeof(why)))
+			return corrupt(fl->dir, err, errlen, "tickets: the "
+				       "binding of a ticket is malformed");
+	json_array_foreach(last, i, e)
+		if (!record_ok(REC_LAST, e, why, sizeof(why)))
 			return corrupt(fl->dir, err, errlen, "last[%zu]: %s", i,
-				       je.text);
-		if (!nonneg(e, last_n) || !nonempty(e, ur))
-			return corrupt(fl->dir, err, errlen, "last[%zu]: negative "
-				       "time or empty name", i);
-	}
-	json_array_foreach(res, i, e) {
-		if (json_unpack_ex(e, &je, JSON_STRICT,
-				   "{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, "
-				   "s:s, s:I}", "id", &s, "user", &s,
-				   "role", &s, "ticket", &s, "ts", &n,
-				   "expires", &n, "pid", &n,
-				   "start", &n, "boot_id", &s,
-				   "pidns", &n) != 0)
+				       why);
+	json_array_foreach(res, i, e)
+		if (!record_ok(REC_RESERVATION, e, why, sizeof(why)))
 			return corrupt(fl->dir, err, errlen,
-				       "reservations[%zu]: %s", i, je.text);
-		if (!nonneg(e, res_n) || !nonempty(e, urti) || I(e, "pid") < 1)
-			return corrupt(fl->dir, err, errlen,
-				       "reservations[%zu]: bad pid, negative "
-				       "time or empty name", i);
-	}
+				       "reservations[%zu]: %s", i, why);
 	return PG_OK;
 }
 
 /* ---- the file backend: liveness and evaluation ----------------------------- */
 
 static int
-issue_live(const file_ledger *fl, json_t *e, int64_t now)
+issue_live(const rules *rl, json_t *e, int64_t now)
 {
-	return now - I(e, "ts") < fl->window;
+	return now - I(e, "ts") < rl->window;
 }
 
 static int
-binding_live(const file_ledger *fl, json_t *t, int64_t now)
+binding_live(const rules *rl, json_t *t, int64_t now)
 {
-	return now - I(t, "last") < fl->ticket_keep;
+	return now - I(t, "last") < rl->ticket_keep;
 }
 
 static int
@@ -498,14 +563,14 @@ last_live(json_t *e, int64_t now)
 }
 
 static int
-reservation_live(const file_ledger *fl, json_t *r, int64_t now)
+reservation_live(const rules *rl, json_t *r, int64_t now)
 {
-	return now < I(r, "expires") && !owner_gone(fl, r);
+	return now < I(r, "expires") && !owner_gone(rl, r);
 }
 
 /* R6/R7 view of ROOT for Q (see ledger.h, "Rules"). */
 static void
-evaluate(const file_ledger *fl, json_t *root, const query *q, view *v)
+evaluate(const rules *rl, json_t *root, const query *q, view *v)
 {
 	json_t *issued = json_object_get(root, "issued");
 	json_t *res = json_object_get(root, "reservations");
@@ -516,7 +581,7 @@ evaluate(const file_ledger *fl, json_t *root, const query *q, view *v)
 	memset(v, 0, sizeof(*v));
 	json_array_foreach(issued, i, e) {
 		ts = I(e, "ts");
-		if (!issue_live(fl, e, q->now) ||
+		if (!issue_live(rl, e, q->now) ||
 		    strcmp(S(e, "user"), q->user) != 0 ||
 		    !in_list(S(e, "role"), q->conflicts, q->n_conflicts))
 			continue;
@@ -528,7 +593,7 @@ evaluate(const file_ledger *fl, json_t *root, const query *q, view *v)
 	if (q->ticket != NULL) {
 		t = json_object_get(json_object_get(root, "tickets"),
 				    q->ticket);
-		if (t != NULL && binding_live(fl, t, q->now)) {
+		if (t != NULL && binding_live(rl, t, q->now)) {
 			v->bound_user = S(t, "user");
 			v->bound_role = S(t, "role");
 			v->uses = (int)(I(t, "uses") > 1000000000 ?
@@ -536,7 +601,7 @@ evaluate(const file_ledger *fl, json_t *root, const query *q, view *v)
 		}
 	}
 	json_array_foreach(res, i, e) {
-		if (!reservation_live(fl, e, q->now))
+		if (!reservation_live(rl, e, q->now))
 			continue;
 		ts = I(e, "ts");
 		if (strcmp(S(e, "user"), q->user) == 0 &&
@@ -558,7 +623,7 @@ evaluate(const file_ledger *fl, json_t *root, const query *q, view *v)
 
 /* Drop every record that no longer matters at NOW. */
 static void
-purge(const file_ledger *fl, json_t *root, int64_t now)
+purge(const rules *rl, json_t *root, int64_t now)
 {
 	json_t *issued = json_object_get(root, "issued");
 	json_t *last = json_object_get(root, "last");
@@ -570,16 +635,16 @@ purge(const file_ledger *fl, json_t *root, int64_t now)
 	size_t i;
 
 	for (i = json_array_size(issued); i-- > 0;)
-		if (!issue_live(fl, json_array_get(issued, i), now))
+		if (!issue_live(rl, json_array_get(issued, i), now))
 			json_array_remove(issued, i);
 	for (i = json_array_size(last); i-- > 0;)
 		if (!last_live(json_array_get(last, i), now))
 			json_array_remove(last, i);
 	for (i = json_array_size(res); i-- > 0;)
-		if (!reservation_live(fl, json_array_get(res, i), now))
+		if (!reservation_live(rl, json_array_get(res, i), now))
 			json_array_remove(res, i);
 	json_object_foreach_safe(tickets, tmp, key, e)
-		if (!binding_live(fl, e, now))
+		if (!binding_live(rl, e, now))
 			json_object_del(tickets, key);
 }
 
@@ -954,14 +1019,7 @@ file_open(const pg_config *cfg, void **impl, char *err, size_t errlen)
 		goto out;
 	}
 	mu = 1;
-	fl->window = cfg->separation.window;
-	fl->lease = (cfg->daemon.deadline_ms > 0 ?
-		     (cfg->daemon.deadline_ms + 999) / 1000 : 10) +
-		    PG_LEDGER_LEASE_MARGIN;
-	fl->ticket_keep = fl->window > PG_LEDGER_TICKET_KEEP ? fl->window :
-			  PG_LEDGER_TICKET_KEEP;
-	read_boot_id(fl->boot_id, sizeof(fl->boot_id));
-	fl->pidns = self_pidns();
+	rules_init(&fl->r, cfg, 1);
 
 	if (mkdir(fl->dir, 0700) != 0 && errno != EEXIST) {
 		snprintf(err, errlen, "ledger directory %s: cannot create: %s",
@@ -1007,7 +1065,7 @@ file_facts(void *impl, const query *q, pg_ledger_facts *f,
 
 	if ((rc = snapshot(fl, &root, err, errlen)) != PG_OK)
 		return rc;
-	evaluate(fl, root, q, &v);
+	evaluate(&fl->r, root, q, &v);
 	rc = copy_view(&v, f, hold, err, errlen);
 	json_decref(root);
 	return rc;
@@ -1028,21 +1086,21 @@ file_reserve(void *impl, const query *q, const pg_reservation *res,
 
 	if ((rc = txn_begin(fl, &t, err, errlen)) != PG_OK)
 		goto out;
-	evaluate(fl, t.root, q, &v);
+	evaluate(&fl->r, t.root, q, &v);
 	if ((rule = judge(q, &v, err, errlen)) >= 0) {
 		*rule_out = rule;
 		rc = PG_DENIED;
 		goto out;
 	}
-	purge(fl, t.root, q->now);
+	purge(&fl->r, t.root, q->now);
 	if (proc_stat((long long)getpid(), &state, &start) != 0)
 		start = 0;
 	r = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:s, s:I}",
 		      "id", res->id, "user", res->user, "role", res->role,
 		      "ticket", res->ticket, "ts", (json_int_t)q->now,
-		      "expires", (json_int_t)(q->now + fl->lease),
+		      "expires", (json_int_t)(q->now + fl->r.lease),
 		      "pid", (json_int_t)getpid(), "start", (json_int_t)start,
-		      "boot_id", fl->boot_id, "pidns", (json_int_t)fl->pidns);
+		      "boot_id", fl->r.boot_id, "pidns", (json_int_t)fl->r.pidns);
 	if (r == NULL ||
 	    json_array_append_new(json_object_get(t.root, "reservations"),
 				  r) != 0) {
@@ -1058,12 +1116,12 @@ out:
 
 /* The ticket's binding after an issuance by RES at its ts. */
 static int
-bind_ticket(const file_ledger *fl, json_t *root, const pg_reservation *res)
+bind_ticket(const rules *rl, json_t *root, const pg_reservation *res)
 {
 	json_t *tickets = json_object_get(root, "tickets");
 	json_t *t = json_object_get(tickets, res->ticket);
 
-	if (t != NULL && binding_live(fl, t, res->ts)) {
+	if (t != NULL && binding_live(rl, t, res->ts)) {
 		if (strcmp(S(t, "user"), res->user) != 0 ||
 		    strcmp(S(t, "role"), res->role) != 0)
 			return 0;	/* bound to the first use, it stays */
@@ -1125,19 +1183,19 @@ file_commit(void *impl, const pg_reservation *res, int64_t expiration,
 			access_key_id ? access_key_id : "");
 	if (rec == NULL ||
 	    json_array_append_new(json_object_get(t.root, "issued"), rec) != 0 ||
-	    bind_ticket(fl, t.root, res) != 0 || note_last(t.root, res) != 0) {
+	    bind_ticket(&fl->r, t.root, res) != 0 || note_last(t.root, res) != 0) {
 		snprintf(err, errlen, "ledger: out of memory");
 		rc = PG_ENOMEM;
 		goto out;
 	}
-	purge(fl, t.root, res->ts);
+	purge(&fl->r, t.root, res->ts);
 	if ((rc = write_state(fl, t.dfd, t.root, err, errlen)) != PG_OK)
 		goto out;
 	if (!found) {
 		snprintf(err, errlen, "ledger: the reservation of %s for %s "
 			 "with ticket %s lapsed before it was committed (lease "
 			 "%lld s); the issuance is recorded", res->user,
-			 res->role, res->ticket, (long long)fl->lease);
+			 res->role, res->ticket, (long long)fl->r.lease);
 		rc = PG_ETIMEOUT;
 	}
 out:
@@ -1156,7 +1214,7 @@ file_release(void *impl, const pg_reservation *res, char *err, size_t errlen)
 		goto out;
 	if (!remove_reservation(t.root, res->id))
 		goto out;	/* lapsed already: nothing to undo */
-	purge(fl, t.root, res->ts);
+	purge(&fl->r, t.root, res->ts);
 	rc = write_state(fl, t.dfd, t.root, err, errlen);
 out:
 	txn_end(&t);
@@ -1187,9 +1245,1195 @@ static const struct ledger_ops file_ops = {
 	file_release, file_last,
 };
 
+/* ---- the etcd backend: layout ----------------------------------------------- */
+
+/*
+ * Keys (P = [ledger] prefix; E(x) = x with '%', '/', blanks and control
+ * bytes written as %XX, so that '/' only ever separates):
+ *   P u/E(user)/E(role)/r/ID   a reservation (the file format's record)
+ *   P u/E(user)/E(role)/i/ID   an issuance (ID: its reservation's)
+ *   P t/E(ticket)/r/ID         the same reservation, under its ticket
+ *   P t/E(ticket)/b            the ticket's binding
+ *   P l/E(user)/E(role)        the last issuance, for review
+ * Values are the JSON records of the file format, checked as strictly.
+ * Every key carries a lease shared by the keys of its class put within
+ * a while (see lease_ttl): the leases only collect garbage, every rule is
+ * judged on the times in the records, exactly as in the file backend.
+ *
+ * Reserve: one transaction per attempt.  It compares that no key in the
+ * ranges the verdict depends on (P u/E(user)/E(c)/ for each conflicting
+ * role c, P t/E(ticket)/) changed since the revision the verdict was
+ * made on, and then puts the reservation under both keys; when a compare
+ * fails, its failure branch returns those ranges as they are now, the
+ * verdict is made again on them (a refusal ends it), and the transaction
+ * is tried again.  The first attempt assumes the ranges are empty (the
+ * usual case: one round trip).  Keys that disappear (released, leases)
+ * can only turn a refusal into a pass, never the other way round, so a
+ * verdict on an older revision without changes since is safe.  Void
+ * reservations seen are deleted by the same transaction (the file
+ * backend's purge).
+ */
+
+enum lease_class { L_RES, L_ISSUED, L_BIND, L_LAST, L_COUNT };
+
+#define ETCD_MAX_ATTEMPTS 64
+
+typedef struct etcd_ledger {
+	rules r;
+	pg_etcd *etcd;
+	char *prefix;
+	int64_t timeout_ms;
+	int mu_ok;
+	pthread_mutex_t mu;	/* guards lease[] */
+	struct {
+		int64_t id;	/* 0: none */
+		int64_t granted_ms;	/* pg_mono_ms() of the grant */
+	} lease[L_COUNT];
+} etcd_ledger;
+
+/* A growing string. */
+typedef struct sbuf {
+	char *p;
+	size_t len, cap;
+	int oom;
+} sbuf;
+
+static void
+sb_add(sbuf *b, const char *s, size_t n)
+{
+	char *np;
+	size_t cap;
+
+	if (b->oom)
+		return;
+	if (b->len + n + 1 > b->cap) {
+		cap = b->cap ? b->cap : 128;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		if ((np = realloc(b->p, cap)) == NULL) {
+			b->oom = 1;
+			return;
+		}
+		b->p = np;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+static void
+sb_str(sbuf *b, const char *s)
+{
+	sb_add(b, s, strlen(s));
+}
+
+/* E(s), then '/' */
+static void
+sb_enc(sbuf *b, const char *s)
+{
+	char hex[4];
+	unsigned char c;
+
+	for (; *s != '\0'; s++) {
+		c = (unsigned char)*s;
+		if (c == '%' || c == '/' || c <= 0x20 || c == 0x7f) {
+			snprintf(hex, sizeof(hex), "%%%02X", c);
+			sb_add(b, hex, 3);
+		} else {
+			sb_add(b, s, 1);
+		}
+	}
+	sb_add(b, "/", 1);
+}
+
+/* The key P KIND/E(a)/[E(b)/]TAIL, or NULL when out of memory. */
+static char *
+mkkey(const etcd_ledger *el, const char *kind, const char *a, const char *b,
+      const char *tail1, const char *tail2)
+{
+	sbuf s = { 0 };
+
+	sb_str(&s, el->prefix);
+	sb_str(&s, kind);
+	sb_enc(&s, a);
+	if (b != NULL)
+		sb_enc(&s, b);
+	if (tail1 != NULL)
+		sb_str(&s, tail1);
+	if (tail2 != NULL)
+		sb_str(&s, tail2);
+	if (s.oom || s.p == NULL) {
+		free(s.p);
+		return NULL;
+	}
+	return s.p;
+}
+
+/* The end of the range of keys starting with PREFIX (which ends in '/'). */
+static char *
+range_end(const char *prefix)
+{
+	char *e = strdup(prefix);
+
+	if (e != NULL)
+		e[strlen(e) - 1] = '/' + 1;
+	return e;
+}
+
+/* ---- the etcd backend: JSON of the gateway ---------------------------------- */
+
+static json_t *
+jb64(const char *s)
+{
+	char *b = pg_etcd_b64enc(s, strlen(s));
+	json_t *j;
+
+	if (b == NULL)
+		return NULL;
+	j = json_string(b);
+	free(b);
+	return j;
+}
+
+static json_t *
+jint(int64_t v)
+{
+	char buf[32];
+
+	snprintf(buf, sizeof(buf), "%lld", (long long)v);
+	return json_string(buf);
+}
+
+/* Append to A: {"request_range": {...}} over [KEY, END) (END NULL: the one
+ * key), oldest first. */
+static int
+op_range(json_t *a, const char *key, const char *end)
+{
+	json_t *r = end != NULL ?
+		json_pack("{s:o, s:o, s:s, s:s}", "key", jb64(key),
+			  "range_end", jb64(end), "sort_target", "CREATE",
+			  "sort_order", "ASCEND") :
+		json_pack("{s:o}", "key", jb64(key));
+
+	return r == NULL ? -1 :
+	       json_array_append_new(a, json_pack("{s:o}", "request_range", r));
+}
+
+static int
+op_put(json_t *a, const char *key, json_t *value, int64_t lease)
+{
+	char *v = json_dumps(value, JSON_COMPACT | JSON_SORT_KEYS);
+	json_t *p = NULL;
+
+	if (v != NULL)
+		p = json_pack("{s:o, s:o, s:o}", "key", jb64(key), "value",
+			      jb64(v), "lease", jint(lease));
+	free(v);
+	return p == NULL ? -1 :
+	       json_array_append_new(a, json_pack("{s:o}", "request_put", p));
+}
+
+static int
+op_delete(json_t *a, const char *key)
+{
+	return json_array_append_new(a, json_pack("{s:{s:o}}",
+				     "request_delete_range", "key",
+				     jb64(key)));
+}
+
+/* No key in [KEY, END) modified after revision REV. */
+static int
+cmp_unchanged(json_t *a, const char *key, const char *end, int64_t rev)
+{
+	return json_array_append_new(a, json_pack("{s:s, s:o, s:o, s:s, s:o}",
+				     "target", "MOD", "key", jb64(key),
+				     "range_end", jb64(end), "result", "LESS",
+				     "mod_revision", jint(rev + 1)));
+}
+
+/* KEY is at modification revision MOD (0: KEY is absent). */
+static int
+cmp_key(json_t *a, const char *key, int64_t mod)
+{
+	return json_array_append_new(a, mod == 0 ?
+		json_pack("{s:s, s:o, s:s, s:s}", "target", "CREATE", "key",
+			  jb64(key), "result", "EQUAL", "create_revision",
+			  "0") :
+		json_pack("{s:s, s:o, s:s, s:o}", "target", "MOD", "key",
+			  jb64(key), "result", "EQUAL", "mod_revision",
+			  jint(mod)));
+}
+
+/*
+ * One transaction.  *OK: whether the compares held; *REV: the revision of
+ * the answer; *RESPS: its responses (borrowed from *RESP, which the
+ * caller frees).
+ */
+static pg_err
+etcd_txn(etcd_ledger *el, json_t *compare, json_t *success, json_t *failure,
+	 pg_deadline dl, json_t **resp, int *ok, int64_t *rev, json_t **resps,
+	 char *err, size_t errlen)
+{
+	json_t *body, *s;
+	pg_err rc;
+
+	*resp = NULL;
+	body = json_pack("{s:O, s:O, s:O}", "compare", compare, "success",
+			 success, "failure", failure);
+	if (body == NULL) {
+		snprintf(err, errlen, "ledger: out of memory");
+		return PG_ENOMEM;
+	}
+	rc = pg_etcd_call(el->etcd, "/v3/kv/txn", body, dl, resp, err, errlen);
+	json_decref(body);
+	if (rc != PG_OK)
+		return rc;
+	/* a failed compare omits "succeeded" (it is not false) */
+	s = json_object_get(*resp, "succeeded");
+	*ok = json_is_true(s);
+	*resps = json_object_get(*resp, "responses");
+	if (*resps == NULL)
+		*resps = json_array();
+	else
+		json_incref(*resps);
+	if ((s != NULL && !json_is_boolean(s)) || !json_is_array(*resps) ||
+	    pg_etcd_int(json_object_get(json_object_get(*resp, "header"),
+					"revision"), rev) != 0 || *rev < 1) {
+		json_decref(*resps);
+		*resps = NULL;
+		json_decref(*resp);
+		*resp = NULL;
+		snprintf(err, errlen, "ledger: etcd answered a transaction "
+			 "with something else");
+		return PG_EPROTO;
+	}
+	/* keep *resps alive with *resp */
+	json_object_set_new(*resp, "responses", *resps);
+	return PG_OK;
+}
+
+/* The KVS of response I of RESPS (NULL for none). */
+static json_t *
+range_kvs(json_t *resps, size_t i)
+{
+	return json_object_get(json_object_get(json_array_get(resps, i),
+					       "response_range"), "kvs");
+}
+
+/* A key/value of a range: decoded key, value as JSON, revisions. */
+typedef struct kv {
+	char *key;
+	json_t *val;
+	int64_t create, mod;
+} kv;
+
+static void
+kv_free(kv *k)
+{
+	free(k->key);
+	json_decref(k->val);
+	memset(k, 0, sizeof(*k));
+}
+
+static pg_err __attribute__((format(printf, 4, 5)))
+damaged(const char *key, char *err, size_t errlen, const char *fmt, ...)
+{
+	char what[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	snprintf(err, errlen, "ledger record %.200s in etcd is damaged: %s "
+		 "(refused; repair or remove it)", key ? key : "?", what);
+	return PG_EPROTO;
+}
+
+static pg_err
+kv_parse(json_t *j, kv *out, char *err, size_t errlen)
+{
+	json_error_t je;
+	char *val = NULL;
+	size_t klen, vlen;
+	pg_err rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = pg_etcd_b64dec(json_string_value(json_object_get(j, "key")),
+			    &out->key, &klen);
+	if (rc == PG_ENOMEM)
+		goto nomem;
+	if (rc != PG_OK || klen != strlen(out->key))
+		return damaged(NULL, err, errlen, "a key is not base64 text");
+	if (pg_etcd_int(json_object_get(j, "create_revision"),
+			&out->create) != 0 ||
+	    pg_etcd_int(json_object_get(j, "mod_revision"), &out->mod) != 0 ||
+	    out->mod < 1) {
+		rc = damaged(out->key, err, errlen, "bad revisions");
+		goto fail;
+	}
+	rc = pg_etcd_b64dec(json_object_get(j, "value") ?
+			    json_string_value(json_object_get(j, "value")) : "",
+			    &val, &vlen);
+	if (rc == PG_ENOMEM)
+		goto nomem;
+	if (rc != PG_OK) {
+		rc = damaged(out->key, err, errlen, "value is not base64");
+		goto fail;
+	}
+	out->val = json_loadb(val, vlen, JSON_REJECT_DUPLICATES, &je);
+	free(val);
+	if (!json_is_object(out->val)) {
+		rc = damaged(out->key, err, errlen, "not a JSON object (%s)",
+			     out->val == NULL ? je.text : "other type");
+		goto fail;
+	}
+	return PG_OK;
+nomem:
+	snprintf(err, errlen, "ledger: out of memory");
+	rc = PG_ENOMEM;
+fail:
+	kv_free(out);
+	return rc;
+}
+
+/* ---- the etcd backend: reading the ranges of a query ------------------------- */
+
+/* The ranges a verdict for a query depends on. */
+typedef struct readset {
+	size_t n;		/* ranges */
+	char **start, **end;
+	const char **role;	/* the conflicting role of range i, or NULL
+				   for the ticket's range (the first) */
+	int has_ticket;
+} readset;
+
+static void
+readset_free(readset *rs)
+{
+	size_t i;
+
+	for (i = 0; i < rs->n; i++) {
+		free(rs->start[i]);
+		free(rs->end[i]);
+	}
+	free(rs->start);
+	free(rs->end);
+	free(rs->role);
+	memset(rs, 0, sizeof(*rs));
+}
+
+static pg_err
+readset_make(const etcd_ledger *el, const query *q, readset *rs, char *err,
+	     size_t errlen)
+{
+	size_t cap = q->n_conflicts + 1, i;
+
+	memset(rs, 0, sizeof(*rs));
+	rs->start = calloc(cap, sizeof(char *));
+	rs->end = calloc(cap, sizeof(char *));
+	rs->role = calloc(cap, sizeof(char *));
+	if (rs->start == NULL || rs->end == NULL || rs->role == NULL)
+		goto nomem;
+	/* the ticket's range first: its reservations, oldest first, decide
+	 * the binding of an unbound ticket */
+	if (q->ticket != NULL) {
+		rs->has_ticket = 1;
+		rs->start[rs->n] = mkkey(el, "t/", q->ticket, NULL, NULL, NULL);
+		rs->end[rs->n] = rs->start[rs->n] ?
+				 range_end(rs->start[rs->n]) : NULL;
+		rs->n++;
+		if (rs->end[rs->n - 1] == NULL)
+			goto nomem;
+	}
+	for (i = 0; i < q->n_conflicts; i++) {
+		rs->role[rs->n] = q->conflicts[i];
+		rs->start[rs->n] = mkkey(el, "u/", q->user, q->conflicts[i],
+					 NULL, NULL);
+		rs->end[rs->n] = rs->start[rs->n] ?
+				 range_end(rs->start[rs->n]) : NULL;
+		rs->n++;
+		if (rs->end[rs->n - 1] == NULL)
+			goto nomem;
+	}
+	return PG_OK;
+nomem:
+	readset_free(rs);
+	snprintf(err, errlen, "ledger: out of memory");
+	return PG_ENOMEM;
+}
+
+static int
+ops_ranges(json_t *a, const readset *rs)
+{
+	size_t i;
+
+	for (i = 0; i < rs->n; i++)
+		if (op_range(a, rs->start[i], rs->end[i]) != 0)
+			return -1;
+	return 0;
+}
+
+/* TAIL is "r/ID" or "i/ID" with a non-empty ID; the ID, or NULL. */
+static const char *
+tail_id(const char *tail, char kind)
+{
+	if (tail[0] != kind || tail[1] != '/' || tail[2] == '\0' ||
+	    strchr(tail + 2, '/') != NULL)
+		return NULL;
+	return tail + 2;
+}
+
+/*
+ * Build from the range responses RESPS (in the order of RS) the state
+ * document evaluate() reads: {"issued": [...], "tickets": {T: binding},
+ * "reservations": [...]}, every record checked against its kind and its
+ * key.  *MINE is set when the reservation MY_ID (or NULL) is among them.
+ */
+static pg_err
+load_state(const query *q, const readset *rs,
+	   json_t *resps, const char *my_id, json_t **out, int *mine,
+	   char *err, size_t errlen)
+{
+	json_t *doc, *seen = NULL, *kvs, *j;
+	const char *tail, *id;
+	char why[200];
+	size_t i, k;
+	kv e = { 0 };
+	pg_err rc = PG_ENOMEM;
+
+	*out = NULL;
+	if (mine != NULL)
+		*mine = 0;
+	doc = json_pack("{s:[], s:{}, s:[]}", "issued", "tickets",
+			"reservations");
+	seen = json_object();
+	if (doc == NULL || seen == NULL)
+		goto nomem;
+	if (json_array_size(resps) != rs->n) {
+		snprintf(err, errlen, "ledger: etcd answered %zu ranges for %zu",
+			 json_array_size(resps), rs->n);
+		rc = PG_EPROTO;
+		goto out;
+	}
+	for (i = 0; i < rs->n; i++) {
+		kvs = range_kvs(resps, i);
+		if (kvs != NULL && !json_is_array(kvs)) {
+			snprintf(err, errlen, "ledger: etcd answered a range "
+				 "with something else");
+			rc = PG_EPROTO;
+			goto out;
+		}
+		json_array_foreach(kvs, k, j) {
+			if ((rc = kv_parse(j, &e, err, errlen)) != PG_OK)
+				goto out;
+			if (strncmp(e.key, rs->start[i], strlen(rs->start[i])))
+				goto bad_key;
+			tail = e.key + strlen(rs->start[i]);
+			if (rs->role[i] == NULL && strcmp(tail, "b") == 0) {
+				if (!record_ok(REC_BINDING, e.val, why,
+					       sizeof(why)))
+					goto bad_rec;
+				if (json_object_set(json_object_get(doc,
+						"tickets"), q->ticket, e.val))
+					goto nomem;
+			} else if ((id = tail_id(tail, 'r')) != NULL) {
+				if (!record_ok(REC_RESERVATION, e.val, why,
+					       sizeof(why)))
+					goto bad_rec;
+				if (strcmp(S(e.val, "id"), id) != 0 ||
+				    (rs->role[i] == NULL ?
+				     strcmp(S(e.val, "ticket"), q->ticket) :
+				     strcmp(S(e.val, "user"), q->user) ||
+				     strcmp(S(e.val, "role"), rs->role[i])))
+					goto mismatch;
+				if (my_id != NULL && strcmp(id, my_id) == 0 &&
+				    mine != NULL)
+					*mine = 1;
+				if (json_object_get(seen, id) != NULL) {
+					kv_free(&e);
+					continue;
+				}
+				if (json_object_set_new(seen, id,
+							json_true()) != 0 ||
+				    json_array_append(json_object_get(doc,
+						"reservations"), e.val) != 0)
+					goto nomem;
+			} else if (rs->role[i] != NULL &&
+				   tail_id(tail, 'i') != NULL) {
+				if (!record_ok(REC_ISSUED, e.val, why,
+					       sizeof(why)))
+					goto bad_rec;
+				if (strcmp(S(e.val, "user"), q->user) != 0 ||
+				    strcmp(S(e.val, "role"), rs->role[i]) != 0)
+					goto mismatch;
+				if (json_array_append(json_object_get(doc,
+						"issued"), e.val) != 0)
+					goto nomem;
+			} else {
+				goto bad_key;
+			}
+			kv_free(&e);
+		}
+	}
+	*out = doc;
+	doc = NULL;
+	rc = PG_OK;
+	goto out;
+bad_key:
+	rc = damaged(e.key, err, errlen, "unexpected key");
+	goto out;
+bad_rec:
+	rc = damaged(e.key, err, errlen, "%s", why);
+	goto out;
+mismatch:
+	rc = damaged(e.key, err, errlen, "the record does not match its key");
+	goto out;
+nomem:
+	snprintf(err, errlen, "ledger: out of memory");
+	rc = PG_ENOMEM;
+out:
+	kv_free(&e);
+	json_decref(seen);
+	json_decref(doc);
+	return rc;
+}
+
+/* ---- the etcd backend: leases --------------------------------------------- */
+
+/* How long a class's records matter, in seconds. */
+static int64_t
+lease_keep(const etcd_ledger *el, enum lease_class c)
+{
+	switch (c) {
+	case L_RES:
+		return el->r.lease;
+	case L_ISSUED:
+		return el->r.window;
+	case L_BIND:
+		return el->r.ticket_keep;
+	case L_LAST:
+	case L_COUNT:
+		break;
+	}
+	return PG_LEDGER_LAST_KEEP;
+}
+
+/* How long one lease of a class is used for new keys, in seconds. */
+static int64_t
+lease_reuse(const etcd_ledger *el, enum lease_class c)
+{
+	int64_t r = lease_keep(el, c) / 16;
+
+	if (c == L_RES)
+		return 60;
+	return r < 60 ? 60 : r > 3600 ? 3600 : r;
+}
+
+/* TTL of a class's lease: a key put with it at most lease_reuse after
+ * the grant still lives lease_keep + a minute. */
+static int64_t
+lease_ttl(const etcd_ledger *el, enum lease_class c)
+{
+	return lease_keep(el, c) + lease_reuse(el, c) + 60;
+}
+
+static pg_err
+lease_get(etcd_ledger *el, enum lease_class c, pg_deadline dl, int64_t *id,
+	  char *err, size_t errlen)
+{
+	json_t *body = NULL, *resp = NULL, *e;
+	int64_t now = pg_mono_ms(), got = 0;
+	pg_err rc = PG_OK;
+
+	pthread_mutex_lock(&el->mu);
+	if (el->lease[c].id != 0 &&
+	    now - el->lease[c].granted_ms < lease_reuse(el, c) * 1000) {
+		*id = el->lease[c].id;
+		goto out;
+	}
+	body = json_pack("{s:o}", "TTL", jint(lease_ttl(el, c)));
+	if (body == NULL) {
+		snprintf(err, errlen, "ledger: out of memory");
+		rc = PG_ENOMEM;
+		goto out;
+	}
+	rc = pg_etcd_call(el->etcd, "/v3/lease/grant", body, dl, &resp, err,
+			  errlen);
+	if (rc != PG_OK)
+		goto out;
+	e = json_object_get(resp, "error");
+	if ((json_is_string(e) && json_string_length(e) > 0) ||
+	    pg_etcd_int(json_object_get(resp, "ID"), &got) != 0 || got <= 0) {
+		snprintf(err, errlen, "ledger: etcd granted no lease%s%s",
+			 json_is_string(e) ? ": " : "",
+			 json_is_string(e) ? json_string_value(e) : "");
+		rc = PG_EPROTO;
+		goto out;
+	}
+	el->lease[c].id = got;
+	el->lease[c].granted_ms = now;
+	*id = got;
+out:
+	pthread_mutex_unlock(&el->mu);
+	json_decref(body);
+	json_decref(resp);
+	return rc;
+}
+
+/* Lease ID of class C is gone (etcd said so): grant a new one next time. */
+static void
+lease_forget(etcd_ledger *el, enum lease_class c, int64_t id)
+{
+	pthread_mutex_lock(&el->mu);
+	if (el->lease[c].id == id)
+		el->lease[c].id = 0;
+	pthread_mutex_unlock(&el->mu);
+}
+
+/* ---- the etcd backend: operations ----------------------------------------- */
+
+static void
+etcd_close(void *impl)
+{
+	etcd_ledger *el = impl;
+
+	if (el == NULL)
+		return;
+	pg_etcd_close(el->etcd);
+	free(el->prefix);
+	if (el->mu_ok)
+		pthread_mutex_destroy(&el->mu);
+	free(el);
+}
+
+static pg_err
+etcd_open(const pg_config *cfg, void **impl, char *err, size_t errlen)
+{
+	const pg_config *c = cfg;
+	pg_etcd_opts o;
+	etcd_ledger *el = NULL;
+	pg_err rc = PG_ENOMEM;
+	size_t n;
+
+	*impl = NULL;
+	if (c->separation.window <= 0 || c->ledger.prefix == NULL ||
+	    (n = strlen(c->ledger.prefix)) == 0 ||
+	    c->ledger.prefix[n - 1] != '/') {
+		snprintf(err, errlen, "ledger: [separation] window and a "
+			 "[ledger] prefix ending in '/' are required");
+		return PG_ECONFIG;
+	}
+	if ((el = calloc(1, sizeof(*el))) == NULL ||
+	    (el->prefix = strdup(c->ledger.prefix)) == NULL) {
+		snprintf(err, errlen, "ledger: out of memory");
+		goto out;
+	}
+	if (pthread_mutex_init(&el->mu, NULL) != 0) {
+		snprintf(err, errlen, "ledger: cannot create a mutex");
+		rc = PG_EINTERNAL;
+		goto out;
+	}
+	el->mu_ok = 1;
+	rules_init(&el->r, cfg, 0);
+	el->timeout_ms = c->ledger.timeout_ms > 0 ? c->ledger.timeout_ms :
+			 3000;
+	memset(&o, 0, sizeof(o));
+	o.endpoints = (const char *const *)c->ledger.endpoints.v;
+	o.n_endpoints = c->ledger.endpoints.n;
+	o.ca_file = c->ledger.ca_file;
+	o.cert_file = c->ledger.cert_file;
+	o.key_file = c->ledger.key_file;
+	o.password_file = c->ledger.password_file;
+	o.allow_plaintext = c->ledger.allow_plaintext;
+	if ((rc = pg_etcd_open(&o, &el->etcd, err, errlen)) != PG_OK)
+		goto out;
+	*impl = el;
+	el = NULL;
+out:
+	etcd_close(el);
+	return rc;
+}
+
+/* Read the ranges of Q at one revision into a state document. */
+static pg_err
+etcd_read(etcd_ledger *el, const query *q, const readset *rs, pg_deadline dl,
+	  json_t **doc, char *err, size_t errlen)
+{
+	json_t *cmp = json_array(), *ops = json_array(), *none = json_array();
+	json_t *resp = NULL, *resps = NULL;
+	int64_t rev;
+	pg_err rc = PG_ENOMEM;
+	int ok;
+
+	*doc = NULL;
+	if (cmp == NULL || ops == NULL || none == NULL ||
+	    ops_ranges(ops, rs) != 0) {
+		snprintf(err, errlen, "ledger: out of memory");
+		goto out;
+	}
+	rc = etcd_txn(el, cmp, ops, none, dl, &resp, &ok, &rev, &resps, err,
+		      errlen);
+	if (rc != PG_OK)
+		goto out;
+	if (!ok) {
+		snprintf(err, errlen, "ledger: etcd failed a read without "
+			 "compares");
+		rc = PG_EPROTO;
+		goto out;
+	}
+	rc = load_state(q, rs, resps, NULL, doc, NULL, err, errlen);
+out:
+	json_decref(cmp);
+	json_decref(ops);
+	json_decref(none);
+	json_decref(resp);
+	return rc;
+}
+
+static pg_err
+etcd_facts(void *impl, const query *q, pg_ledger_facts *f,
+	   struct facts_hold *hold, char *err, size_t errlen)
+{
+	etcd_ledger *el = impl;
+	json_t *doc = NULL;
+	readset rs;
+	view v;
+	pg_err rc;
+
+	memset(&v, 0, sizeof(v));
+	if ((rc = readset_make(el, q, &rs, err, errlen)) != PG_OK)
+		return rc;
+	if (rs.n > 0) {
+		rc = etcd_read(el, q, &rs, pg_deadline_in(el->timeout_ms),
+			       &doc, err, errlen);
+		if (rc == PG_OK)
+			evaluate(&el->r, doc, q, &v);
+	}
+	if (rc == PG_OK)
+		rc = copy_view(&v, f, hold, err, errlen);
+	json_decref(doc);
+	readset_free(&rs);
+	return rc;
+}
+
+/* Append deletes of every reservation in DOC that is void at NOW. */
+static int
+ops_purge(const etcd_ledger *el, json_t *ops, json_t *doc, int64_t now)
+{
+	json_t *r;
+	char *k1, *k2;
+	size_t i;
+	int bad = 0;
+
+	json_array_foreach(json_object_get(doc, "reservations"), i, r) {
+		if (reservation_live(&el->r, r, now))
+			continue;
+		k1 = mkkey(el, "u/", S(r, "user"), S(r, "role"), "r/",
+			   S(r, "id"));
+		k2 = mkkey(el, "t/", S(r, "ticket"), NULL, "r/", S(r, "id"));
+		if (k1 == NULL || k2 == NULL || op_delete(ops, k1) != 0 ||
+		    op_delete(ops, k2) != 0)
+			bad = 1;
+		free(k1);
+		free(k2);
+	}
+	return bad ? -1 : 0;
+}
+
+static pg_err
+etcd_reserve(void *impl, const query *q, const pg_reservation *res,
+	     int *rule_out, char *err, size_t errlen)
+{
+	etcd_ledger *el = impl;
+	pg_deadline dl = pg_deadline_in(el->timeout_ms);
+	json_t *rec = NULL, *doc = NULL, *cmp = NULL, *ok_ops = NULL;
+	json_t *fail_ops = NULL, *resp = NULL, *resps;
+	char *ku = NULL, *kt = NULL;
+	int64_t rev = 0, lease;
+	long long start = 0;
+	int attempt, ok, mine, rule;
+	size_t i;
+	char state;
+	readset rs;
+	view v;
+	pg_err rc;
+
+	if ((rc = readset_make(el, q, &rs, err, errlen)) != PG_OK)
+		return rc;
+	if (proc_stat((long long)getpid(), &state, &start) != 0)
+		start = 0;
+	rc = PG_ENOMEM;
+	rec = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:s, s:I}",
+			"id", res->id, "user", res->user, "role", res->role,
+			"ticket", res->ticket, "ts", (json_int_t)q->now,
+			"expires", (json_int_t)(q->now + el->r.lease),
+			"pid", (json_int_t)getpid(), "start", (json_int_t)start,
+			"boot_id", el->r.boot_id,
+			"pidns", (json_int_t)el->r.pidns);
+	ku = mkkey(el, "u/", res->user, res->role, "r/", res->id);
+	kt = mkkey(el, "t/", res->ticket, NULL, "r/", res->id);
+	fail_ops = json_array();
+	if (rec == NULL || ku == NULL || kt == NULL || fail_ops == NULL ||
+	    ops_ranges(fail_ops, &rs) != 0) {
+		snprintf(err, errlen, "ledger: out of memory");
+		goto out;
+	}
+	for (attempt = 0; attempt < ETCD_MAX_ATTEMPTS; attempt++) {
+		if ((rc = lease_get(el, L_RES, dl, &lease, err,
+				    errlen)) != PG_OK)
+			goto out;
+		json_decref(cmp);
+		json_decref(ok_ops);
+		cmp = json_array();
+		ok_ops = json_array();
+		rc = PG_ENOMEM;
+		if (cmp == NULL || ok_ops == NULL ||
+		    op_put(ok_ops, ku, rec, lease) != 0 ||
+		    op_put(ok_ops, kt, rec, lease) != 0 ||
+		    (doc != NULL && ops_purge(el, ok_ops, doc, q->now) != 0)) {
+			snprintf(err, errlen, "ledger: out of memory");
+			goto out;
+		}
+		for (i = 0; i < rs.n; i++)
+			if (cmp_unchanged(cmp, rs.start[i], rs.end[i],
+					  rev) != 0) {
+				snprintf(err, errlen, "ledger: out of memory");
+				goto out;
+			}
+		json_decref(resp);
+		rc = etcd_txn(el, cmp, ok_ops, fail_ops, dl, &resp, &ok, &rev,
+			      &resps, err, errlen);
+		if (rc == PG_ENOTFOUND) {
+			/* the lease is gone (e.g. a restored cluster) */
+			lease_forget(el, L_RES, lease);
+			continue;
+		}
+		if (rc != PG_OK)
+			goto out;
+		if (ok)
+			goto out;	/* reserved */
+		/* changed since: judge again on what is there now */
+		json_decref(doc);
+		rc = load_state(q, &rs, resps, res->id, &doc, &mine, err,
+				errlen);
+		if (rc != PG_OK)
+			goto out;
+		if (mine)
+			goto out;	/* an earlier attempt was applied */
+		evaluate(&el->r, doc, q, &v);
+		if ((rule = judge(q, &v, err, errlen)) >= 0) {
+			*rule_out = rule;
+			rc = PG_DENIED;
+			goto out;
+		}
+	}
+	snprintf(err, errlen, "ledger: etcd: the records of %s and ticket %s "
+		 "kept changing (%d attempts)", q->user, q->ticket,
+		 ETCD_MAX_ATTEMPTS);
+	rc = PG_EBUSY;
+out:
+	json_decref(resp);
+	json_decref(cmp);
+	json_decref(ok_ops);
+	json_decref(fail_ops);
+	json_decref(doc);
+	json_decref(rec);
+	free(ku);
+	free(kt);
+	readset_free(&rs);
+	return rc;
+}
+
+/* The keys a commit reads and writes. */
+typedef struct commit_keys {
+	char *res_u, *res_t, *issued, *binding, *last;
+} commit_keys;
+
+/* What a commit found at one revision. */
+typedef struct commit_seen {
+	int64_t res_mod, issued_mod, bind_mod, last_mod;	/* 0: absent */
+	json_t *binding, *last;					/* or NULL */
+} commit_seen;
+
+static void
+commit_seen_free(commit_seen *s)
+{
+	json_decref(s->binding);
+	json_decref(s->last);
+	memset(s, 0, sizeof(*s));
+}
+
+/* The commit's four single-key ranges, in the order of commit_keys. */
+static pg_err
+commit_parse(const pg_reservation *res, json_t *resps, commit_seen *s,
+	     char *err, size_t errlen)
+{
+	int64_t *mods[4] = { &s->res_mod, &s->issued_mod, &s->bind_mod,
+			     &s->last_mod };
+	char why[200];
+	json_t *kvs;
+	kv e = { 0 };
+	size_t i;
+	pg_err rc;
+
+	commit_seen_free(s);
+	if (json_array_size(resps) != 4) {
+		snprintf(err, errlen, "ledger: etcd answered %zu ranges for 4",
+			 json_array_size(resps));
+		return PG_EPROTO;
+	}
+	for (i = 0; i < 4; i++) {
+		kvs = range_kvs(resps, i);
+		if (json_array_size(kvs) == 0)
+			continue;
+		if ((rc = kv_parse(json_array_get(kvs, 0), &e, err,
+				   errlen)) != PG_OK)
+			return rc;
+		*mods[i] = e.mod;
+		if ((i == 2 && !record_ok(REC_BINDING, e.val, why,
+					  sizeof(why))) ||
+		    (i == 3 && !record_ok(REC_LAST, e.val, why, sizeof(why)))) {
+			rc = damaged(e.key, err, errlen, "%s", why);
+			kv_free(&e);
+			return rc;
+		}
+		if (i == 3 && (strcmp(S(e.val, "user"), res->user) != 0 ||
+			       strcmp(S(e.val, "role"), res->role) != 0)) {
+			rc = damaged(e.key, err, errlen, "the record does not "
+				     "match its key");
+			kv_free(&e);
+			return rc;
+		}
+		if (i == 2)
+			s->binding = json_incref(e.val);
+		if (i == 3)
+			s->last = json_incref(e.val);
+		kv_free(&e);
+	}
+	return PG_OK;
+}
+
+static pg_err
+etcd_commit(void *impl, const pg_reservation *res, int64_t expiration,
+	    const char *access_key_id, char *err, size_t errlen)
+{
+	etcd_ledger *el = impl;
+	pg_deadline dl = pg_deadline_in(el->timeout_ms);
+	commit_keys k = { 0 };
+	commit_seen seen = { 0 };
+	json_t *reads = NULL, *none = NULL, *cmp = NULL, *ops = NULL;
+	json_t *resp = NULL, *resps, *rec = NULL, *doc = NULL, *before = NULL;
+	int64_t rev, lease[L_COUNT];
+	int attempt, ok, found = 0, c;
+	pg_err rc = PG_ENOMEM;
+
+	k.res_u = mkkey(el, "u/", res->user, res->role, "r/", res->id);
+	k.res_t = mkkey(el, "t/", res->ticket, NULL, "r/", res->id);
+	k.issued = mkkey(el, "u/", res->user, res->role, "i/", res->id);
+	k.binding = mkkey(el, "t/", res->ticket, NULL, "b", NULL);
+	k.last = mkkey(el, "l/", res->user, res->role, NULL, NULL);
+	reads = json_array();
+	none = json_array();
+	rec = json_pack("{s:s, s:s, s:s, s:I, s:I, s:s}", "user", res->user,
+			"role", res->role, "ticket", res->ticket, "ts",
+			(json_int_t)res->ts, "expiration",
+			(json_int_t)expiration, "access_key_id",
+			access_key_id ? access_key_id : "");
+	if (k.res_u == NULL || k.res_t == NULL || k.issued == NULL ||
+	    k.binding == NULL || k.last == NULL || reads == NULL ||
+	    none == NULL || rec == NULL || op_range(reads, k.res_u, NULL) ||
+	    op_range(reads, k.issued, NULL) || op_range(reads, k.binding, NULL)
+	    || op_range(reads, k.last, NULL)) {
+		snprintf(err, errlen, "ledger: out of memory");
+		goto out;
+	}
+	if ((rc = etcd_txn(el, none, reads, none, dl, &resp, &ok, &rev, &resps,
+			   err, errlen)) != PG_OK ||
+	    (rc = commit_parse(res, resps, &seen, err, errlen)) != PG_OK)
+		goto out;
+	for (attempt = 0; attempt < ETCD_MAX_ATTEMPTS; attempt++) {
+		if (seen.issued_mod != 0) {
+			rc = PG_OK;	/* an earlier attempt was applied */
+			goto out;
+		}
+		found = seen.res_mod != 0;
+		for (c = L_ISSUED; c < L_COUNT; c++)
+			if ((rc = lease_get(el, (enum lease_class)c, dl,
+					    &lease[c], err, errlen)) != PG_OK)
+				goto out;
+		/* the binding and the last issuance as the file backend
+		 * makes them */
+		json_decref(doc);
+		json_decref(before);
+		doc = json_pack("{s:{}, s:[]}", "tickets", "last");
+		if (doc == NULL ||
+		    (seen.binding != NULL &&
+		     json_object_set(json_object_get(doc, "tickets"),
+				     res->ticket, seen.binding) != 0) ||
+		    (seen.last != NULL &&
+		     json_array_append(json_object_get(doc, "last"),
+				       seen.last) != 0) ||
+		    (before = json_deep_copy(doc)) == NULL ||
+		    bind_ticket(&el->r, doc, res) != 0 ||
+		    note_last(doc, res) != 0) {
+			snprintf(err, errlen, "ledger: out of memory");
+			rc = PG_ENOMEM;
+			goto out;
+		}
+		json_decref(cmp);
+		json_decref(ops);
+		cmp = json_array();
+		ops = json_array();
+		rc = PG_ENOMEM;
+		if (cmp == NULL || ops == NULL ||
+		    cmp_key(cmp, k.res_u, seen.res_mod) != 0 ||
+		    cmp_key(cmp, k.issued, 0) != 0 ||
+		    cmp_key(cmp, k.binding, seen.bind_mod) != 0 ||
+		    cmp_key(cmp, k.last, seen.last_mod) != 0 ||
+		    op_delete(ops, k.res_u) != 0 ||
+		    op_delete(ops, k.res_t) != 0 ||
+		    op_put(ops, k.issued, rec, lease[L_ISSUED]) != 0 ||
+		    (!json_equal(json_object_get(doc, "tickets"),
+				 json_object_get(before, "tickets")) &&
+		     op_put(ops, k.binding, json_object_get(json_object_get(
+			    doc, "tickets"), res->ticket),
+			    lease[L_BIND]) != 0) ||
+		    (!json_equal(json_object_get(doc, "last"),
+				 json_object_get(before, "last")) &&
+		     op_put(ops, k.last, json_array_get(json_object_get(doc,
+			    "last"), 0), lease[L_LAST]) != 0)) {
+			snprintf(err, errlen, "ledger: out of memory");
+			goto out;
+		}
+		json_decref(resp);
+		rc = etcd_txn(el, cmp, ops, reads, dl, &resp, &ok, &rev,
+			      &resps, err, errlen);
+		if (rc == PG_ENOTFOUND) {
+			for (c = L_ISSUED; c < L_COUNT; c++)
+				lease_forget(el, (enum lease_class)c, lease[c]);
+			continue;
+		}
+		if (rc != PG_OK)
+			goto out;
+		if (ok)
+			break;
+		if ((rc = commit_parse(res, resps, &seen, err,
+				       errlen)) != PG_OK)
+			goto out;
+	}
+	if (attempt == ETCD_MAX_ATTEMPTS) {
+		snprintf(err, errlen, "ledger: etcd: the records of ticket %s "
+			 "kept changing (%d attempts)", res->ticket,
+			 ETCD_MAX_ATTEMPTS);
+		rc = PG_EBUSY;
+		goto out;
+	}
+	rc = PG_OK;
+	if (!found) {
+		snprintf(err, errlen, "ledger: the reservation of %s for %s "
+			 "with ticket %s lapsed before it was committed (lease "
+			 "%lld s); the issuance is recorded", res->user,
+			 res->role, res->ticket, (long long)el->r.lease);
+		rc = PG_ETIMEOUT;
+	}
+out:
+	commit_seen_free(&seen);
+	json_decref(resp);
+	json_decref(reads);
+	json_decref(none);
+	json_decref(cmp);
+	json_decref(ops);
+	json_decref(rec);
+	json_decref(doc);
+	json_decref(before);
+	free(k.res_u);
+	free(k.res_t);
+	free(k.issued);
+	free(k.binding);
+	free(k.last);
+	return rc;
+}
+
+static pg_err
+etcd_release(void *impl, const pg_reservation *res, char *err, size_t errlen)
+{
+	etcd_ledger *el = impl;
+	json_t *none = json_array(), *ops = json_array(), *resp = NULL, *resps;
+	char *ku = mkkey(el, "u/", res->user, res->role, "r/", res->id);
+	char *kt = mkkey(el, "t/", res->ticket, NULL, "r/", res->id);
+	int64_t rev;
+	pg_err rc = PG_ENOMEM;
+	int ok;
+
+	if (none == NULL || ops == NULL || ku == NULL || kt == NULL ||
+	    op_delete(ops, ku) != 0 || op_delete(ops, kt) != 0) {
+		snprintf(err, errlen, "ledger: out of memory");
+		goto out;
+	}
+	rc = etcd_txn(el, none, ops, none, pg_deadline_in(el->timeout_ms),
+		      &resp, &ok, &rev, &resps, err, errlen);
+out:
+	json_decref(resp);
+	json_decref(none);
+	json_decref(ops);
+	free(ku);
+	free(kt);
+	return rc;
+}
+
+static pg_err
+etcd_last(void *impl, const char *user, const char *role, int64_t *when,
+	  char *err, size_t errlen)
+{
+	etcd_ledger *el = impl;
+	json_t *none = json_array(), *ops = json_array(), *resp = NULL, *resps;
+	json_t *kvs;
+	char *key = mkkey(el, "l/", user, role, NULL, NULL), why[200];
+	int64_t rev;
+	kv e = { 0 };
+	pg_err rc = PG_ENOMEM;
+	int ok;
+
+	if (none == NULL || ops == NULL || key == NULL ||
+	    op_range(ops, key, NULL) != 0) {
+		snprintf(err, errlen, "ledger: out of memory");
+		goto out;
+	}
+	rc = etcd_txn(el, none, ops, none, pg_deadline_in(el->timeout_ms),
+		      &resp, &ok, &rev, &resps, err, errlen);
+	if (rc != PG_OK)
+		goto out;
+	kvs = range_kvs(resps, 0);
+	if (json_array_size(kvs) == 0)
+		goto out;
+	if ((rc = kv_parse(json_array_get(kvs, 0), &e, err, errlen)) != PG_OK)
+		goto out;
+	if (!record_ok(REC_LAST, e.val, why, sizeof(why)))
+		rc = damaged(e.key, err, errlen, "%s", why);
+	else if (strcmp(S(e.val, "user"), user) != 0 ||
+		 strcmp(S(e.val, "role"), role) != 0)
+		rc = damaged(e.key, err, errlen, "the record does not match "
+			     "its key");
+	else
+		*when = I(e.val, "ts");
+out:
+	kv_free(&e);
+	json_decref(resp);
+	json_decref(none);
+	json_decref(ops);
+	free(key);
+	return rc;
+}
+
+static const struct ledger_ops etcd_ops = {
+	"etcd", etcd_open, etcd_close, etcd_facts, etcd_reserve, etcd_commit,
+	etcd_release, etcd_last,
+};
+
 /* ---- the front end ------------------------------------------------------------ */
 
-static const struct ledger_ops *const backends[] = { &file_ops };
+static const struct ledger_ops *const backends[] = { &file_ops, &etcd_ops };
 
 pg_err
 pg_ledger_open(const pg_config *cfg, pg_ledger **out, char *err, size_t errlen)
@@ -1206,7 +2450,7 @@ pg_ledger_open(const pg_config *cfg, pg_ledger **out, char *err, size_t errlen)
 			ops = backends[i];
 	if (ops == NULL) {
 		snprintf(err, errlen, "[ledger] backend %s is not supported "
-			 "yet (use file)", name);
+			 "(file or etcd)", name);
 		return PG_ECONFIG;
 	}
 	if ((l = calloc(1, sizeof(*l))) == NULL) {

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "../client/proto.h"
+#include "admin.h"
 #include "../core/awscreds.h"
 #include "../core/deadline.h"
 #include "../core/gather.h"
@@ -35,6 +36,8 @@ pg_worker_bind(pg_worker *w, const pg_config *cfg, unsigned gen)
 {
 	if (w->http == NULL && (w->http = pg_http_new()) == NULL)
 		return -1;
+	if (w->fetch == NULL && (w->fetch = pg_fetcher_new()) == NULL)
+		return -1;
 	if (w->gen == gen && w->dir != NULL)
 		return 0;
 	pg_dir_free(w->dir);
@@ -48,8 +51,10 @@ pg_worker_release(pg_worker *w)
 {
 	pg_dir_free(w->dir);
 	pg_http_free(w->http);
+	pg_fetcher_free(w->fetch);
 	w->dir = NULL;
 	w->http = NULL;
+	w->fetch = NULL;
 	w->gen = 0;
 }
 
@@ -123,6 +128,68 @@ refusal(const pg_decision *d)
 			rules[n++] = pg_rule_id(r);
 	return pg_proto_answer(d->err == PG_DENIED ? "deny" : "error", rules,
 			       n, d->reason, pg_err_exit(d->err));
+}
+
+/*
+ * Append one audit record for REQ: EVENT, the failing rules (bit mask),
+ * REASON, and for issued credentials RES (never its secret parts).
+ * PG_OK or PG_EAUDIT with a message in err.
+ */
+static pg_err
+record(const pg_ctx *ctx, const char *event, const pg_request *req,
+       unsigned failed, const char *reason, int64_t duration,
+       const char *const *approvers, size_t n_approvers,
+       const pg_sts_result *res, char *err, size_t errlen)
+{
+	const char *rules[PG_RULE_COUNT];
+	pg_audit_rec r;
+	size_t n = 0;
+	int i;
+
+	for (i = 0; i < PG_RULE_COUNT; i++)
+		if (failed & (1u << i))
+			rules[n++] = pg_rule_id(i);
+	memset(&r, 0, sizeof(r));
+	r.event = event;
+	r.user = req->user;
+	r.uid = (long)req->ctx.uid;
+	r.role = req->role;
+	r.ticket = req->ticket;
+	r.rules = rules;
+	r.n_rules = n;
+	r.reason = reason;
+	r.approvers = approvers;
+	r.n_approvers = n_approvers;
+	r.duration = duration;
+	r.service = req->ctx.service;
+	r.tty = req->ctx.tty;
+	r.rhost = req->ctx.rhost;
+	r.pid = (long)req->ctx.pid;
+	if (res != NULL) {
+		r.expiration = res->creds.expiration;
+		r.access_key_id = res->creds.access_key_id;
+		r.sts_request_id = res->request_id;
+	}
+	if (ctx->audit == NULL) {
+		snprintf(err, errlen, "the audit trail is not open");
+		return PG_EAUDIT;
+	}
+	return pg_audit_append(ctx->audit, &r, err, errlen);
+}
+
+/* The answer when a record that must precede it cannot be written. */
+static void
+answer_audit_failure(const pg_request *req, const char *event,
+		     const char *err, int fd, pg_deadline dl)
+{
+	char reason[640];
+
+	pg_log(LOG_ERR, "audit %s record for user=%s role=%s ticket=%s not "
+	       "written: %s", event, req->user, req->role,
+	       req->ticket ? req->ticket : "-", err);
+	snprintf(reason, sizeof(reason), "refused: the audit trail cannot be "
+		 "written (%s); ask the administrator (R9 unavailable)", err);
+	answer_simple(fd, "error", PG_R9, reason, pg_err_exit(PG_EAUDIT), dl);
 }
 
 /* Names of the approvers that counted, for the pmpgate:approvers tag. */
@@ -209,6 +276,9 @@ issue(pg_worker *w, const pg_ctx *ctx, const pg_request *req,
 	char err[512], reason[640], expiration[32];
 	char *policy = NULL;
 	json_t *ans = NULL, *creds = NULL;
+	int cached = 0, handed_out = 0;
+	size_t n_approvers = 0;
+	int64_t now = 0;
 	pg_err e;
 
 	memset(&res, 0, sizeof(res));
@@ -226,6 +296,9 @@ issue(pg_worker *w, const pg_ctx *ctx, const pg_request *req,
 		pg_log(LOG_WARNING, "issue user=%s role=%s ticket=%s "
 		       "decision=deny rules=%s reason=%s", req->user, req->role,
 		       req->ticket, pg_rule_id(rule), reason);
+		if (record(ctx, "deny", req, 1u << rule, reason, 0, NULL, 0,
+			   NULL, err, sizeof(err)) != PG_OK)
+			pg_log(LOG_ERR, "audit deny record not written: %s", err);
 		answer_simple(fd, "deny", rule, reason, pg_err_exit(PG_DENIED),
 			      dl);
 		goto out;
@@ -235,10 +308,34 @@ issue(pg_worker *w, const pg_ctx *ctx, const pg_request *req,
 			 "%s (R9 unavailable)", err);
 		pg_log(LOG_ERR, "issue user=%s role=%s: %s", req->user,
 		       req->role, reason);
+		if (record(ctx, "error", req, 1u << PG_R9, reason, 0, NULL, 0,
+			   NULL, err, sizeof(err)) != PG_OK)
+			pg_log(LOG_ERR, "audit error record not written: %s",
+			       err);
 		answer_simple(fd, "error", PG_R9, reason, pg_err_exit(e), dl);
 		goto out;
 	}
 
+	/* No credentials without their grant record, written first. */
+	n_approvers = counted_approvers(role, &g->facts, approvers,
+					PG_MAX_APPROVERS);
+	if (record(ctx, "grant", req, 0, d->reason, d->duration, approvers,
+		   n_approvers, NULL, err, sizeof(err)) != PG_OK) {
+		answer_audit_failure(req, "grant", err, fd, dl);
+		goto out;
+	}
+
+	/* Credentials issued earlier for this user, role and ticket, while
+	 * they stay valid and end no later than R8 allows now (give or take
+	 * STS's clock); else STS. */
+	now = (int64_t)time(NULL);
+	if (pg_credcache_get(ctx->cache, req->user, req->role, req->ticket,
+			     now, now + d->duration + PG_CREDCACHE_SKEW,
+			     &res.creds) == PG_OK) {
+		cached = 1;
+		snprintf(res.request_id, sizeof(res.request_id), "cached");
+		goto commit;
+	}
 	e = pg_aws_creds_load(cfg, &base, err, sizeof(err));
 	if (e == PG_OK)
 		e = read_policy(role->session_policy_file, &policy, err,
@@ -248,6 +345,10 @@ issue(pg_worker *w, const pg_ctx *ctx, const pg_request *req,
 			 "(R9 unavailable)", err);
 		pg_log(LOG_ERR, "issue user=%s role=%s: %s", req->user,
 		       req->role, err);
+		if (record(ctx, "error", req, 1u << PG_R9, reason, 0, NULL, 0,
+			   NULL, err, sizeof(err)) != PG_OK)
+			pg_log(LOG_ERR, "audit error record not written: %s",
+			       err);
 		answer_simple(fd, "error", PG_R9, reason,
 			      pg_err_exit(PG_EUNAVAIL), dl);
 		goto out;
@@ -257,8 +358,7 @@ issue(pg_worker *w, const pg_ctx *ctx, const pg_request *req,
 	a.user = req->user;
 	a.ticket = req->ticket;
 	a.approvers = approvers;
-	a.n_approvers = counted_approvers(role, &g->facts, approvers,
-					  PG_MAX_APPROVERS);
+	a.n_approvers = n_approvers;
 	a.duration = d->duration;
 	a.policy = policy;
 	a.external_id = role->external_id;
@@ -269,9 +369,14 @@ issue(pg_worker *w, const pg_ctx *ctx, const pg_request *req,
 			 "credentials: %s (R9 unavailable)", err);
 		pg_log(LOG_ERR, "issue user=%s role=%s ticket=%s: %s",
 		       req->user, req->role, req->ticket, err);
+		if (record(ctx, "error", req, 1u << PG_R9, reason, 0, NULL, 0,
+			   NULL, err, sizeof(err)) != PG_OK)
+			pg_log(LOG_ERR, "audit error record not written: %s",
+			       err);
 		answer_simple(fd, "error", PG_R9, reason, pg_err_exit(e), dl);
 		goto out;
 	}
+commit:
 	e = pg_ledger_commit(ctx->ledger, resv, res.creds.expiration,
 			     res.creds.access_key_id, err, sizeof(err));
 	resv = NULL;	/* committed or not, it is spent */
@@ -282,9 +387,16 @@ issue(pg_worker *w, const pg_ctx *ctx, const pg_request *req,
 		       "credentials (access key id %s) were not handed out",
 		       req->user, req->role, req->ticket, reason,
 		       res.creds.access_key_id);
+		if (record(ctx, "error", req, 1u << PG_R9, reason, 0, NULL, 0,
+			   NULL, err, sizeof(err)) != PG_OK)
+			pg_log(LOG_ERR, "audit error record not written: %s",
+			       err);
 		answer_simple(fd, "error", PG_R9, reason, pg_err_exit(e), dl);
 		goto out;
 	}
+	if (!cached)
+		(void)pg_credcache_put(ctx->cache, req->user, req->role,
+				       req->ticket, now, &res.creds);
 	pg_time_format(res.creds.expiration, expiration, sizeof(expiration));
 	ans = pg_proto_answer("allow", NULL, 0, d->reason, 0);
 	creds = json_pack("{s:s, s:s, s:s, s:s}",
@@ -298,18 +410,30 @@ issue(pg_worker *w, const pg_ctx *ctx, const pg_request *req,
 	    json_object_set_new(ans, "user", json_string(req->user)) != 0 ||
 	    json_object_set_new(ans, "role", json_string(req->role)) != 0 ||
 	    json_object_set_new(ans, "ticket", json_string(req->ticket)) != 0 ||
-	    json_object_set_new(ans, "duration",
-				json_integer(d->duration)) != 0) {
+	    json_object_set_new(ans, "duration", json_integer(cached ?
+				res.creds.expiration - now : d->duration)) != 0) {
 		answer_simple(fd, "error", -1, "out of memory",
 			      pg_err_exit(PG_ENOMEM), dl);
 		goto out;
 	}
+	/* ... nor without their issued record. */
+	if (record(ctx, "issued", req, 0, d->reason, d->duration, approvers,
+		   n_approvers, &res, err, sizeof(err)) != PG_OK) {
+		answer_audit_failure(req, "issued", err, fd, dl);
+		goto out;
+	}
 	pg_log(LOG_NOTICE, "issued user=%s role=%s ticket=%s duration=%lld "
-	       "access_key_id=%s expiration=%s sts_request_id=%s", req->user,
-	       req->role, req->ticket, (long long)d->duration,
-	       res.creds.access_key_id, expiration, res.request_id);
+	       "access_key_id=%s expiration=%s sts_request_id=%s source=%s",
+	       req->user, req->role, req->ticket, (long long)d->duration,
+	       res.creds.access_key_id, expiration, res.request_id,
+	       cached ? "cache" : "sts");
 	send_answer(fd, ans, dl);
+	handed_out = 1;
 out:
+	/* Refused or failed for this key: its cached credentials go. */
+	if (!handed_out)
+		(void)pg_credcache_drop(ctx->cache, req->user, req->role,
+					req->ticket);
 	if (resv != NULL &&
 	    pg_ledger_release(ctx->ledger, resv, err, sizeof(err)) != PG_OK)
 		pg_log(LOG_ERR, "releasing the reservation of user=%s role=%s "
@@ -433,8 +557,8 @@ fail:
 
 /* uid 0 and members of [daemon] admin_group may ask administrative
  * questions. */
-static int
-is_admin(const pg_config *cfg, const pg_conn *c, const struct passwd *pw)
+int
+pg_is_admin(const pg_config *cfg, const pg_conn *c, const struct passwd *pw)
 {
 	struct group gr, *grp = NULL;
 	char buf[8192];
@@ -463,12 +587,16 @@ access_request(pg_worker *w, const pg_ctx *ctx, const pg_proto_req *pr,
 	const pg_config *cfg = ctx->cfg;
 	pg_gathered g;
 	pg_decision d;
-	char rules[64];
+	char rules[64], err[512];
 	json_t *ans;
 
-	pg_gather(w->dir, w->http, ctx->ledger, cfg, req, dl, &g);
+	pg_gather(w->dir, w->fetch, ctx->ledger, cfg, req, dl, &g);
 	pg_decide(cfg, req, &g.facts, &d);
 	pg_decision_rules(&d, rules, sizeof(rules));
+	/* A refusal for this key wipes the credentials cached for it. */
+	if (!d.allow && req->ticket != NULL)
+		(void)pg_credcache_drop(ctx->cache, req->user, req->role,
+					req->ticket);
 	pg_log(d.allow ? LOG_NOTICE : LOG_WARNING, "%s user=%s uid=%u role=%s "
 	       "ticket=%s service=%s decision=%s rules=%s reason=%s",
 	       pg_op_name(pr->op), req->user, (unsigned)req->ctx.uid,
@@ -495,12 +623,20 @@ access_request(pg_worker *w, const pg_ctx *ctx, const pg_proto_req *pr,
 		json_decref(x);
 		json_decref(ans);
 	} else if (!d.allow) {
+		/* The refusal stands even if its record cannot be written. */
+		if (record(ctx, d.err == PG_DENIED ? "deny" : "error", req,
+			   d.failed, d.reason, 0, NULL, 0, NULL, err,
+			   sizeof(err)) != PG_OK)
+			pg_log(LOG_ERR, "audit deny record not written: %s", err);
 		ans = refusal(&d);
 		if (ans != NULL)
 			send_answer(fd, ans, dl);
 		json_decref(ans);
 	} else if (pr->op == PG_OP_ISSUE) {
 		issue(w, ctx, req, &g, &d, fd, dl);
+	} else if (record(ctx, "permit", req, 0, d.reason, d.duration, NULL,
+			  0, NULL, err, sizeof(err)) != PG_OK) {
+		answer_audit_failure(req, "permit", err, fd, dl);
 	} else {
 		ans = pg_proto_answer("allow", NULL, 0, d.reason, 0);
 		if (ans != NULL) {
@@ -573,28 +709,50 @@ pg_handle(pg_worker *w, const pg_ctx *ctx, const pg_conn *c)
 		status(cfg, ctx->info, c->fd, dl);
 		goto out;
 	}
-	if (pr.op == PG_OP_REVIEW) {
-		answer_simple(c->fd, "error", -1, "this pmpgated does not "
-			      "offer that operation", pg_err_exit(PG_EUSAGE), dl);
-		goto out;
-	}
 
 	/* Identity comes from the kernel; only root may name another user. */
 	if (getpwuid_r(c->uid, &pw, namebuf, sizeof(namebuf), &pwp) != 0 ||
 	    pwp == NULL) {
+		pg_request anon = { .user = NULL, .role = pr.role,
+				    .ticket = pr.ticket,
+				    .ctx = { .service = pr.service,
+					     .tty = pr.tty, .rhost = pr.rhost,
+					     .uid = c->uid, .pid = c->pid } };
+
 		snprintf(reason, sizeof(reason), "uid %u has no user name on "
 			 "this host (R1 not-in-group)", (unsigned)c->uid);
+		if (pr.op != PG_OP_STATUS &&
+		    record(ctx, "deny", &anon, 1u << PG_R1, reason, 0, NULL, 0,
+			   NULL, err, sizeof(err)) != PG_OK)
+			pg_log(LOG_ERR, "audit deny record not written: %s", err);
 		answer_simple(c->fd, "deny", PG_R1, reason,
 			      pg_err_exit(PG_DENIED), dl);
+		goto out;
+	}
+	if (pr.op == PG_OP_REVIEW || pr.op == PG_OP_DOCTOR) {
+		if (!pg_is_admin(cfg, c, &pw)) {
+			snprintf(reason, sizeof(reason), "%s is for root and "
+				 "members of [daemon] admin_group",
+				 pg_op_name(pr.op));
+			answer_simple(c->fd, "deny", -1, reason,
+				      pg_err_exit(PG_DENIED), dl);
+			goto out;
+		}
+		pg_log(LOG_NOTICE, "%s requested by uid %u (%s)",
+		       pg_op_name(pr.op), (unsigned)c->uid, pw.pw_name);
+		if (pr.op == PG_OP_REVIEW)
+			pg_admin_review(w, ctx, c->fd, dl);
+		else
+			pg_admin_doctor(w, ctx, c->fd, dl);
 		goto out;
 	}
 	memset(&req, 0, sizeof(req));
 	req.user = pw.pw_name;
 	if (pr.op == PG_OP_CHECK) {
-		if (!is_admin(cfg, c, &pw)) {
-			answer_simple(c->fd, "error", -1, "check is for root and "
+		if (!pg_is_admin(cfg, c, &pw)) {
+			answer_simple(c->fd, "deny", -1, "check is for root and "
 				      "members of [daemon] admin_group",
-				      pg_err_exit(PG_EUSAGE), dl);
+				      pg_err_exit(PG_DENIED), dl);
 			goto out;
 		}
 		if (pr.user != NULL)

@@ -12,14 +12,18 @@
 #include <sys/types.h>
 
 #include "../core/config.h"
+#include "../core/credcache.h"
 #include "../core/directory.h"
+#include "../core/gather.h"
 #include "../core/http.h"
+#include "../core/audit.h"
 #include "../core/ledger.h"
 
 typedef struct pg_worker {
 	int id;
 	pg_dir *dir;
-	pg_http *http;
+	pg_http *http;		/* STS */
+	pg_fetcher *fetch;	/* fetches the ticket while dir is asked */
 	unsigned gen;		/* the config generation dir was built for */
 } pg_worker;
 
@@ -44,6 +48,8 @@ typedef struct pg_ctx {
 	const pg_config *cfg;
 	pg_ledger *ledger;
 	const pg_daemon_info *info;
+	pg_credcache *cache;	/* issued credentials for reuse, or NULL */
+	pg_audit *audit;	/* the audit trail (one per daemon) */
 } pg_ctx;
 
 /* Bring W up to date with CFG of generation GEN (rebuilding its
@@ -53,6 +59,13 @@ void pg_worker_release(pg_worker *w);
 
 /* Serve one connection; does not close c->fd. */
 void pg_handle(pg_worker *w, const pg_ctx *ctx, const pg_conn *c);
+
+/* 1 when the peer of C (user PW, NULL when it has no name) may make
+ * administrative requests (check, review, doctor): uid 0, or a member of
+ * [daemon] admin_group (primary or supplementary group). */
+struct passwd;
+int pg_is_admin(const pg_config *cfg, const pg_conn *c,
+		const struct passwd *pw);
 
 /* Answer "busy" without reading (the server is overloaded). */
 void pg_answer_busy(int fd, const char *why);

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <grp.h>
 #include <libgen.h>
+#include <signal.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../core/audit.h"
 #include "../core/config.h"
 #include "../core/err.h"
 #include "../core/http.h"
@@ -92,6 +94,23 @@ make_owned_dir(const char *dir, const struct passwd *pw)
 	return 0;
 }
 
+/* The audit log's directory: created for the daemon's user (0750). */
+static int
+make_log_dir(const char *log_path, const struct passwd *pw)
+{
+	char *copy = strdup(log_path), *dir;
+	int rc;
+
+	if (copy == NULL)
+		return -1;
+	dir = dirname(copy);	/* dirname() may write into copy */
+	rc = make_owned_dir(dir, pw);
+	if (rc == 0)
+		rc = chmod(dir, 0750);
+	free(copy);
+	return rc;
+}
+
 /* Drop to PW for good and prove root cannot be regained. */
 static int
 drop_privileges(const struct passwd *pw)
@@ -118,10 +137,13 @@ main(int argc, char **argv)
 	int foreground = 0, test = 0, debug = 0, opt, lfd = -1;
 	struct passwd *pw = NULL;
 	pg_config *cfg = NULL;
+	pg_audit *audit = NULL;
 	char err[512];
 
 	/* Close every descriptor we did not open ourselves, first. */
 	closefrom(3);
+	/* A file-size limit must fail the audit write, not kill us. */
+	signal(SIGXFSZ, SIG_IGN);
 	if (harden() != 0) {
 		fprintf(stderr, "pmpgated: cannot harden the process: %s\n",
 			strerror(errno));
@@ -171,6 +193,11 @@ main(int argc, char **argv)
 			cfg->daemon.socket, strerror(errno));
 		goto fail_usage;
 	}
+	if (pw != NULL && make_log_dir(cfg->audit.path, pw) != 0) {
+		fprintf(stderr, "pmpgated: audit log directory for %s: %s\n",
+			cfg->audit.path, strerror(errno));
+		goto fail_usage;
+	}
 	if (pw != NULL && strcmp(cfg->ledger.backend, "file") == 0 &&
 	    make_owned_dir(cfg->ledger.path, pw) != 0) {
 		fprintf(stderr, "pmpgated: ledger directory %s: %s\n",
@@ -189,26 +216,36 @@ main(int argc, char **argv)
 		pg_config_free(cfg);
 		return PG_EXIT_INTERNAL;
 	}
+	/* Opened as the daemon's user, so that a reopen can write it too. */
+	if (pg_audit_open(cfg, &audit, err, sizeof(err)) != PG_OK) {
+		fprintf(stderr, "pmpgated: audit trail: %s\n", err);
+		close(lfd);
+		pg_config_free(cfg);
+		return PG_EXIT_INTERNAL;
+	}
 	if (!foreground && daemon(0, 0) != 0) {
 		fprintf(stderr, "pmpgated: daemon: %s\n", strerror(errno));
+		pg_audit_close(audit);
 		close(lfd);
 		pg_config_free(cfg);
 		return PG_EXIT_INTERNAL;
 	}
 	if (pg_http_global_init() != PG_OK) {
 		pg_log(LOG_ERR, "cannot initialise libcurl");
+		pg_audit_close(audit);
 		close(lfd);
 		pg_config_free(cfg);
 		return PG_EXIT_INTERNAL;
 	}
 	{
 		char *socket_path = strdup(cfg->daemon.socket);
-		int rc = pg_server_run(lfd, cfg, conf);
+		int rc = pg_server_run(lfd, cfg, conf, audit);
 
 		if (socket_path != NULL)
 			(void)unlink(socket_path);
 		free(socket_path);
 		pg_http_global_cleanup();
+		pg_audit_close(audit);
 		pg_log(LOG_NOTICE, "stopped");
 		return rc == 0 ? PG_EXIT_OK : PG_EXIT_INTERNAL;
 	}

@@ -22,6 +22,7 @@
 typedef struct holder {
 	pg_config *cfg;
 	pg_ledger *ledger;
+	pg_credcache *cache;	/* credentials issued under this config */
 	unsigned gen;
 	int refs;
 	int retired;
@@ -38,6 +39,7 @@ static struct {
 	struct { uid_t uid; int n; } per_uid[MAX_QUEUE + 64];
 	int stopping;
 	pg_daemon_info info;
+	pg_audit *audit;	/* one trail for the daemon's life */
 } S = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
 
 pg_err
@@ -83,6 +85,7 @@ out:
 static void
 holder_free(holder *h)
 {
+	pg_credcache_free(h->cache);	/* wipes every entry */
 	pg_ledger_close(h->ledger);
 	pg_config_free(h->cfg);
 	free(h);
@@ -123,6 +126,12 @@ swap_config(pg_config *cfg, pg_ledger *ledger)
 		return -1;
 	h->cfg = cfg;
 	h->ledger = ledger;
+	/* A new configuration starts with an empty credential cache (roles,
+	 * policies or STS may have changed); without one every issuance
+	 * simply asks STS. */
+	h->cache = pg_credcache_new(PG_CREDCACHE_DEFAULT);
+	if (h->cache == NULL)
+		pg_log(LOG_WARNING, "no credential cache: out of memory");
 	pthread_mutex_lock(&S.lock);
 	old = S.current;
 	h->gen = old != NULL ? old->gen + 1 : 1;
@@ -184,7 +193,9 @@ worker_main(void *arg)
 
 		h = acquire();
 		if (pg_worker_bind(w, h->cfg, h->gen) == 0) {
-			pg_ctx ctx = { h->cfg, h->ledger, &S.info };
+			pg_ctx ctx = { .cfg = h->cfg, .ledger = h->ledger,
+				       .info = &S.info, .cache = h->cache,
+				       .audit = S.audit };
 
 			pg_handle(w, &ctx, &c);
 		} else
@@ -254,6 +265,11 @@ reload(const char *path)
 	pg_config *cfg = NULL;
 	pg_ledger *ledger = NULL;
 
+	/* SIGHUP also follows a rotation: the trail continues in a new
+	 * file, whatever becomes of the configuration. */
+	if (pg_audit_reopen(S.audit, err, sizeof(err)) != PG_OK)
+		pg_log(LOG_ERR, "audit trail: %s: requests are refused until "
+		       "it can be written", err);
 	if (load(path, &cfg, &ledger, err, sizeof(err)) != 0) {
 		pg_log(LOG_ERR, "reload failed, keeping the running "
 		       "configuration: %s", err);
@@ -269,8 +285,10 @@ reload(const char *path)
 }
 
 int
-pg_server_run(int lfd, pg_config *cfg, const char *config_path)
+pg_server_run(int lfd, pg_config *cfg, const char *config_path,
+	      pg_audit *audit)
 {
+	S.audit = audit;
 	pthread_t tid[64];
 	pg_worker *workers = NULL;
 	pg_ledger *ledger = NULL;

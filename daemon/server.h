@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 
+#include "../core/audit.h"
 #include "../core/config.h"
 #include "../core/err.h"
 
@@ -22,8 +23,10 @@
  * kind of file), mode 0666: the daemon, not the file mode, decides. */
 pg_err pg_server_listen(const char *path, int *fd, char *err, size_t errlen);
 
-/* Serve on LISTEN_FD with CFG (taken over: freed by the server) until
- * SIGTERM/SIGINT.  Returns 0 on a clean stop, -1 on a fatal error. */
-int pg_server_run(int listen_fd, pg_config *cfg, const char *config_path);
+/* Serve on LISTEN_FD with CFG (taken over: freed by the server) and the
+ * audit trail AUDIT (reopened on SIGHUP, still the caller's to close)
+ * until SIGTERM/SIGINT.  Returns 0 on a clean stop, -1 on a fatal error. */
+int pg_server_run(int listen_fd, pg_config *cfg, const char *config_path,
+		  pg_audit *audit);
 
 #endif

@@ -17,6 +17,8 @@
 #include "../client/output.h"
 #include "../client/proto.h"
 #include "../core/err.h"
+#include "audit.h"
+#include "admincmd.h"
 
 #ifndef PG_VERSION
 #define PG_VERSION "unknown"
@@ -40,6 +42,27 @@ static int cmd_status(int argc, char **argv);
 static const struct command commands[] = {
 	{ "status", "status [--socket PATH] [--json]",
 	  "show the state of the running pmpgated", cmd_status },
+	{ "check", "check USER ROLE [TICKET] [--json]",
+	  "explain the decision for USER rule by rule (admins)",
+	  pg_cmd_check },
+	{ "doctor", "doctor [-c CONF] [--offline]",
+	  "lint the config, check file modes and every service",
+	  pg_cmd_doctor },
+	{ "review", "review [--stale-days N] [--format table|json|csv]",
+	  "role members, last issuance, stale and conflicting (admins)",
+	  pg_cmd_review },
+	{ "iam", "iam trust-policy ROLE | iam scp [-c CONF]",
+	  "write the IAM trust policy or the SCP from the config",
+	  pg_cmd_iam },
+	/* one function for the three; the first entry dispatches */
+	{ "audit", "audit verify [--public-key F] [--syslog FILE] [FILE...]",
+	  "check the audit log's hash chain and signatures", pg_cmd_audit },
+	{ "audit", "audit show [--user U] [--role R] [--ticket T] "
+	  "[--event E] [--since T] [--until T] [--decision allow|deny] "
+	  "[--format table|json|csv] [FILE...]",
+	  "list audit records", pg_cmd_audit },
+	{ "audit", "audit keygen [--out-private F] [--out-public F]",
+	  "create the audit signing key pair", pg_cmd_audit },
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 

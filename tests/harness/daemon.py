@@ -30,6 +30,11 @@ USERS = {
     "nobody-in-ldap": 20050,
 }
 
+# A local group for [daemon] admin_group tests: erin is its only member.
+ADMIN_GROUP = "pmpadmins"
+ADMIN_GID = 20200
+ADMIN_MEMBERS = ("erin",)
+
 
 def build_dir():
     return os.environ.get("PMPGATE_BUILD",
@@ -59,12 +64,20 @@ class Pmpgated:
         os.makedirs(self.state, exist_ok=True)
         os.chown(self.state, DAEMON_UID, DAEMON_UID)
         os.chmod(self.state, 0o700)
+        self.logdir = os.path.join(self.dir, "log")
+        os.makedirs(self.logdir, exist_ok=True)
+        os.chown(self.logdir, DAEMON_UID, DAEMON_UID)
+        os.chmod(self.logdir, 0o750)
+        self.audit_log = os.path.join(self.logdir, "audit.jsonl")
+        self.audit_key = os.path.join(self.secrets, "audit-signing.pem")
+        self.audit_pub = os.path.join(self.dir, "audit-signing.pub")
         self.config = os.path.join(self.dir, "pmpgate.conf")
         self.log = os.path.join(self.dir, "pmpgated.log")
         self.passwd = os.path.join(self.dir, "passwd")
         self.group = os.path.join(self.dir, "group")
         self.as_root = as_root
         self.extra_env = dict(extra_env or {})
+        self.wrapper = []   # e.g. ["prlimit", "--fsize=4096", "--"]
         self.proc = None
         self._write_nss()
         if config_text is not None:
@@ -83,8 +96,35 @@ class Pmpgated:
             f.write(f"{DAEMON_USER}:x:{DAEMON_UID}:\n")
             for name, uid in USERS.items():
                 f.write(f"{name}:x:{uid}:\n")
+            f.write(f"{ADMIN_GROUP}:x:{ADMIN_GID}:"
+                    f"{','.join(ADMIN_MEMBERS)}\n")
         for p in (self.passwd, self.group):
             os.chmod(p, 0o644)
+
+    def make_audit_key(self):
+        """An Ed25519 signing key for the daemon (pmpgate audit keygen);
+        the public half stays readable for the tests' verify."""
+        if not os.path.exists(self.audit_key):
+            subprocess.run([binary("pmpgate"), "audit", "keygen",
+                            "--out-private", self.audit_key,
+                            "--out-public", self.audit_pub],
+                           check=True, capture_output=True)
+            os.chown(self.audit_key, DAEMON_UID, DAEMON_UID)
+        return self.audit_key
+
+    def audit_records(self):
+        """The audit log's records (complete lines only)."""
+        try:
+            with open(self.audit_log) as f:
+                return [json.loads(line) for line in f if line.endswith("\n")]
+        except FileNotFoundError:
+            return []
+
+    def verify_audit(self):
+        return subprocess.run([binary("pmpgate"), "audit", "verify",
+                               "--public-key", self.audit_pub,
+                               self.audit_log], capture_output=True,
+                              text=True, timeout=120)
 
     def secret(self, name, content):
         """Write a secret file the daemon's user owns (mode 0600)."""
@@ -114,7 +154,8 @@ class Pmpgated:
         return e
 
     def argv(self, *extra):
-        base = [binary("pmpgated"), "-f", "-c", self.config, *extra]
+        base = list(self.wrapper) + [binary("pmpgated"), "-f", "-c",
+                                     self.config, *extra]
         if self.as_root:
             return base
         return ["setpriv", f"--reuid={DAEMON_UID}", f"--regid={DAEMON_UID}",

@@ -52,10 +52,11 @@ class World:
 
     # ---- configuration --------------------------------------------------
 
-    def config_text(self, **sections):
+    def config_text(self, _daemon=None, **sections):
         """pmpgate.conf for this world; keyword arguments are dicts of
-        section -> {key: value or None (drop)} overrides."""
-        d = self.daemon
+        section -> {key: value or None (drop)} overrides.  _daemon: for
+        that Pmpgated (another host, see add_host) instead of ours."""
+        d = _daemon or self.daemon
         pw = d.secret("ldap.pw", self.slapd.bind_password + "\n")
         tok = d.secret("tickets.token", self.token + "\n")
         aws = d.secret("aws-credentials",
@@ -94,6 +95,8 @@ class World:
                 "conflicts": "procurement-manager"},
             "separation": {"window": "12h"},
             "ledger": {"backend": "file", "path": d.state},
+            "audit": {"path": d.audit_log, "signing_key": d.make_audit_key(),
+                      "syslog": "no"},
         }
         for sec, keys in list(self.overrides.items()) + list(sections.items()):
             conf.setdefault(sec, {})
@@ -111,6 +114,14 @@ class World:
 
     def configure(self, **sections):
         self.daemon.write_config(self.config_text(**sections))
+
+    def add_host(self, name, **sections):
+        """Another pmpgated ("host") in DIR/NAME with its own socket,
+        state, secrets and log, sharing this world's services; configured
+        like ours plus SECTIONS.  Not started; the caller stops it."""
+        d = daemon.Pmpgated(os.path.join(self.dir, name))
+        d.write_config(self.config_text(_daemon=d, **sections))
+        return d
 
     # ---- lifecycle --------------------------------------------------------
 

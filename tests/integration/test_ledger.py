@@ -1,12 +1,18 @@
-"""core/ledger.c across processes (build/probe/ledgerprobe).
+"""The ledger conformance suite: core/ledger.c across processes
+(build/probe/ledgerprobe), run against every backend.
 
 Every probe is its own process with its own ledger handle, as several
-daemons or tools on one host would be.  The races start 32 probes at once;
-in half of the rounds they are held at the ledger's own lock until all of
-them have started, so that they really contend.
+daemons or tools on one host (file) or on several hosts (etcd) would be.
+Each test runs once per backend: `file` on a fresh directory, `etcd` on a
+3-member cluster (tests/harness/etcd.py, one per module, with TLS and
+client certificates) under a fresh key prefix.  The races start 32 probes
+at once; with the file backend, in half of the rounds they are held at
+the ledger's own lock until all of them have started, so that they really
+contend (etcd has no such lock: all its rounds run free).
 """
 import fcntl
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "harness"))
 
 import common  # noqa: E402,F401
+import etcd as etcdmod  # noqa: E402
 
 BUILD = os.environ.get("PMPGATE_BUILD", "/work/main/build")
 PROBE = os.path.join(BUILD, "probe", "ledgerprobe")
@@ -59,22 +66,29 @@ conflicts = procurement-manager
 window = {window}
 
 [ledger]
-backend = file
-path = {path}
+{ledger}
 """
 
 
 class Ledger:
-    """A config naming a fresh ledger directory, and probes against it."""
+    """A config naming a fresh ledger (a directory, or a prefix in the
+    etcd cluster), and probes against it."""
 
-    def __init__(self, tmp, name, window="1h", pm_extra=""):
+    def __init__(self, tmp, name, window="1h", pm_extra="", backend=None):
+        self.backend = backend or Backend("file")
         self.dir = os.path.join(tmp, name)
         self.path = os.path.join(self.dir, "ledger")
         os.makedirs(self.dir, mode=0o700)
         self.conf = os.path.join(self.dir, "pmpgate.conf")
+        if self.backend.name == "file":
+            keys = {"backend": "file", "path": self.path}
+        else:
+            self.prefix = f"/conformance/{name}-{os.urandom(4).hex()}/"
+            keys = self.backend.cluster.ledger_keys(prefix=self.prefix)
+        ledger = "\n".join(f"{k} = {v}" for k, v in keys.items())
         fd = os.open(self.conf, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
-            f.write(CONF.format(window=window, path=self.path,
+            f.write(CONF.format(window=window, ledger=ledger,
                                 pm_extra=pm_extra))
 
     def argv(self, *args, now=None):
@@ -94,7 +108,10 @@ class Ledger:
         return dict(line.split(" ", 1) for line in p.stdout.splitlines())
 
     def race(self, jobs, barrier):
-        """Run the probes JOBS (argument lists) at once; their results."""
+        """Run the probes JOBS (argument lists) at once; their results.
+        BARRIER (file backend only): hold them at the ledger's lock until
+        all have started."""
+        assert not barrier or self.backend.name == "file"
         lock = None
         if barrier:
             # create the directory and lock file, then hold the lock
@@ -119,6 +136,43 @@ class Ledger:
                 os.close(lock)
 
 
+class Backend:
+    """The backend under test; CLUSTER is the etcd cluster for etcd."""
+
+    def __init__(self, name, cluster=None):
+        self.name = name
+        self.cluster = cluster
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """One 3-member etcd cluster for this module's etcd runs."""
+    d = str(tmp_path_factory.mktemp("etcd-conformance"))
+    c = etcdmod.EtcdCluster(d, common.TestCA(d)).start()
+    try:
+        yield c
+    finally:
+        c.stop()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(params=["file", "etcd"])
+def backend(request):
+    if request.param == "etcd":
+        return Backend("etcd", request.getfixturevalue("cluster"))
+    return Backend("file")
+
+
+def rounds(backend, barrier, n):
+    """Rounds of a race test: N split over barrier/free for the file
+    backend; all N free for etcd (the barrier variant is skipped)."""
+    if backend.name == "etcd":
+        if barrier:
+            pytest.skip("the lock barrier exists in the file backend only")
+        return n
+    return n // 2
+
+
 def outcome(result):
     rc, out, err = result
     if rc == 0 and out == "ok":
@@ -137,11 +191,11 @@ def tmp(tmp_path):
 
 
 @pytest.mark.parametrize("barrier", [True, False], ids=["barrier", "free"])
-def test_race_conflicting_roles(tmp, barrier):
+def test_race_conflicting_roles(tmp, backend, barrier):
     """16 x procurement-manager and 16 x pmp-administrator for one user:
     all of one role succeed, none of the other."""
-    for rnd in range(ROUNDS // 2):
-        lg = Ledger(tmp, f"roles{rnd}")
+    for rnd in range(rounds(backend, barrier, ROUNDS)):
+        lg = Ledger(tmp, f"roles{rnd}", backend=backend)
         jobs = [("reserve", "alice", PM if i % 2 else ADMIN, f"T{i}")
                 for i in range(RACERS)]
         res = [outcome(r) for r in lg.race(jobs, barrier)]
@@ -157,10 +211,10 @@ def test_race_conflicting_roles(tmp, barrier):
 
 
 @pytest.mark.parametrize("barrier", [True, False], ids=["barrier", "free"])
-def test_race_one_ticket(tmp, barrier):
+def test_race_one_ticket(tmp, backend, barrier):
     """32 users race for one ticket: exactly one gets it."""
-    for rnd in range(ROUNDS // 2):
-        lg = Ledger(tmp, f"ticket{rnd}")
+    for rnd in range(rounds(backend, barrier, ROUNDS)):
+        lg = Ledger(tmp, f"ticket{rnd}", backend=backend)
         jobs = [("reserve", f"user{i}", PM, "T1") for i in range(RACERS)]
         res = [outcome(r) for r in lg.race(jobs, barrier)]
         assert res.count("ok") == 1, (rnd, res)
@@ -171,12 +225,14 @@ def test_race_one_ticket(tmp, barrier):
             (winner, PM, "1")
 
 
-def test_race_max_uses(tmp):
+def test_race_max_uses(tmp, backend):
     """max_uses = 2: of 32 concurrent uses of one ticket by its user, 2."""
     for rnd in range(5):
-        lg = Ledger(tmp, f"uses{rnd}", pm_extra="max_uses = 2")
+        lg = Ledger(tmp, f"uses{rnd}", pm_extra="max_uses = 2",
+                    backend=backend)
         jobs = [("reserve", "alice", PM, "T1")] * RACERS
-        res = [outcome(r) for r in lg.race(jobs, rnd % 2 == 0)]
+        res = [outcome(r) for r in lg.race(
+            jobs, rnd % 2 == 0 and backend.name == "file")]
         assert res.count("ok") == 2, (rnd, res)
         assert res.count("R7") == RACERS - 2, (rnd, res)
         assert lg.facts("alice", PM, "T1")["uses"] == "2"
@@ -192,11 +248,11 @@ def _hold(lg, user, role, ticket, seconds=3600):
 
 
 @pytest.mark.parametrize("reap", [True, False], ids=["reaped", "zombie"])
-def test_kill_9_during_reserve(tmp, reap):
+def test_kill_9_during_reserve(tmp, backend, reap):
     """A process killed with -9 while holding a reservation blocks nothing
     afterwards (its reservation is void once it is dead), while it was
     alive its reservation counted for R6 and R7."""
-    lg = Ledger(tmp, "kill")
+    lg = Ledger(tmp, "kill", backend=backend)
     p = _hold(lg, "alice", PM, "T1")
     try:
         assert outcome(astuple(lg.reserve("alice", ADMIN, "T2"))) == "R6"
@@ -227,10 +283,10 @@ def astuple(cp):
     return (cp.returncode, cp.stdout.strip(), cp.stderr.strip())
 
 
-def test_hold_then_commit(tmp):
+def test_hold_then_commit(tmp, backend):
     """A slow issuance in one process blocks a conflicting one in another
     until it is recorded, and its record then keeps blocking it."""
-    lg = Ledger(tmp, "slow")
+    lg = Ledger(tmp, "slow", backend=backend)
     p = _hold(lg, "alice", PM, "T1", seconds=1)
     assert outcome(astuple(lg.reserve("alice", ADMIN, "T2"))) == "R6"
     assert p.stdout.readline().strip() == "committed"
@@ -241,9 +297,9 @@ def test_hold_then_commit(tmp):
     assert int(lg.run("last", "alice", PM).stdout.split()[1]) > 0
 
 
-def test_processes_share_records(tmp):
+def test_processes_share_records(tmp, backend):
     """What one process records, another sees: facts, verdicts, last."""
-    lg = Ledger(tmp, "share")
+    lg = Ledger(tmp, "share", backend=backend)
     t = int(time.time())
     assert outcome(astuple(lg.reserve("alice", PM, "T1", now=t))) == "ok"
     f = lg.facts("alice", ADMIN, "T2", now=t + 1)
@@ -258,9 +314,9 @@ def test_processes_share_records(tmp):
     assert lg.run("last", "alice", ADMIN).stdout.strip() == "last 0"
 
 
-def test_window_across_processes(tmp):
+def test_window_across_processes(tmp, backend):
     """A separation window of seconds: refused within it, allowed after."""
-    lg = Ledger(tmp, "window", window="5s")
+    lg = Ledger(tmp, "window", window="5s", backend=backend)
     t = int(time.time())
     assert outcome(astuple(lg.reserve("alice", PM, "T1", now=t))) == "ok"
     assert outcome(astuple(lg.reserve("alice", ADMIN, "T2",
@@ -271,9 +327,9 @@ def test_window_across_processes(tmp):
                                       now=t + 6))) == "R6"
 
 
-def test_release_across_processes(tmp):
+def test_release_across_processes(tmp, backend):
     """A released reservation (STS failed) leaves the ticket unbound."""
-    lg = Ledger(tmp, "release")
+    lg = Ledger(tmp, "release", backend=backend)
     p = lg.run("release-after", "alice", PM, "T1")
     assert (p.returncode, p.stdout.strip()) == (0, "released"), p.stderr
     assert outcome(astuple(lg.reserve("alice", ADMIN, "T2"))) == "ok"
@@ -282,22 +338,47 @@ def test_release_across_processes(tmp):
 
 @pytest.mark.parametrize("content", [b"garbage", b"", b'{"version":2}',
                                      b'{"version":1,"issued":[],"tick'])
-def test_damaged_ledger_refuses(tmp, content):
+def _etcd_put(lg, key, content):
+    p = lg.backend.cluster.etcdctl("put", key, "--", content.decode())
+    assert p.returncode == 0, p.stderr
+
+
+def _etcd_get(lg, key):
+    p = lg.backend.cluster.etcdctl("get", key, "--print-value-only")
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
+@pytest.mark.parametrize("content", [b"garbage", b"", b'{"version":2}',
+                                     b'{"version":1,"issued":[],"tick'])
+def test_damaged_ledger_refuses(tmp, backend, content):
     """A damaged ledger refuses every process (exit 3) and is left as it
-    was, never reset."""
-    lg = Ledger(tmp, "damaged")
+    was, never reset.  etcd: damaged records under the keys of a ticket's
+    binding, of a conflicting role's issuance and of the last issuance."""
+    lg = Ledger(tmp, "damaged", backend=backend)
     assert lg.run("last", "nobody", PM).returncode == 0
-    path = os.path.join(lg.path, "ledger.json")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    os.write(fd, content)
-    os.close(fd)
+    if backend.name == "file":
+        path = os.path.join(lg.path, "ledger.json")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, content)
+        os.close(fd)
+    else:
+        keys = [lg.prefix + "t/T1/b", lg.prefix + f"u/alice/{ADMIN}/i/x1",
+                lg.prefix + f"l/alice/{PM}/"]
+        for k in keys:
+            _etcd_put(lg, k, content)
     for args in (("reserve", "alice", PM, "T1"),
+                 ("reserve", "alice", PM, "T2"),
                  ("facts", "alice", PM, "T1"), ("last", "alice", PM)):
         p = lg.run(*args)
         assert p.returncode == 3, (args, p.stdout, p.stderr)
         assert "damaged" in p.stderr and "ok" not in p.stdout
-    with open(path, "rb") as f:
-        assert f.read() == content
+    if backend.name == "file":
+        with open(path, "rb") as f:
+            assert f.read() == content
+    else:
+        for k in keys:
+            assert _etcd_get(lg, k) == content.decode() + "\n"
 
 
 def test_symlinked_ledger_refuses(tmp):

@@ -15,6 +15,9 @@
  *       "bound_role R|-", "uses N"
  *   ledgerprobe CONF last USER ROLE
  *       prints "last N" (0 = none)
+ *   ledgerprobe CONF bench N
+ *       N reserve+commit pairs (users b0.., tickets B<pid>-0..) in this
+ *       process; prints {"n": N, "reserve_us": [...], "commit_us": [...]}
  *
  * The conflicting roles are the role's `conflicts` from the config unless
  * given; max_uses is the role's.  Errors: "error CLASS: message" on
@@ -30,6 +33,7 @@
 
 #include "../../core/config.h"
 #include "../../core/err.h"
+#include "../../core/http.h"
 #include "../../core/ledger.h"
 #include "../../core/policy.h"
 
@@ -43,7 +47,8 @@ usage(void)
 		"TICKET SECONDS\n"
 		"       ledgerprobe CONF [--now EPOCH] facts USER ROLE TICKET|- "
 		"[CONFLICT...]\n"
-		"       ledgerprobe CONF last USER ROLE\n");
+		"       ledgerprobe CONF last USER ROLE\n"
+		"       ledgerprobe CONF bench N\n");
 	return PG_EXIT_USAGE;
 }
 
@@ -55,6 +60,59 @@ parse_int(const char *s, long long *out)
 	errno = 0;
 	*out = strtoll(s, &end, 10);
 	return errno == 0 && end != s && *end == '\0' && *out >= 0 ? 0 : -1;
+}
+
+static long long
+now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* N reserve+commit pairs of distinct users and tickets, timed. */
+static pg_err
+bench(pg_ledger *l, const pg_config *cfg, long long n, char *err,
+      size_t errlen)
+{
+	const pg_role_cfg *role = &cfg->roles[0];
+	long long *t = calloc((size_t)n * 2 + 1, sizeof(long long)), i, t0;
+	char user[64], ticket[64];
+	pg_reservation *res;
+	pg_err rc = PG_OK;
+	int rule;
+
+	if (t == NULL)
+		return PG_ENOMEM;
+	for (i = 0; i < n && rc == PG_OK; i++) {
+		snprintf(user, sizeof(user), "b%lld", i);
+		snprintf(ticket, sizeof(ticket), "B%ld-%lld", (long)getpid(), i);
+		t0 = now_us();
+		rc = pg_ledger_reserve(l, user, role->name, ticket,
+				       (const char *const *)role->conflicts.v,
+				       role->conflicts.n, role->max_uses,
+				       (int64_t)time(NULL), &res, &rule, err,
+				       errlen);
+		t[2 * i] = now_us() - t0;
+		if (rc != PG_OK)
+			break;
+		t0 = now_us();
+		rc = pg_ledger_commit(l, res, (int64_t)time(NULL) + 3600,
+				      "ASIABENCH", err, errlen);
+		t[2 * i + 1] = now_us() - t0;
+	}
+	if (rc == PG_OK) {
+		printf("{\"n\": %lld, \"reserve_us\": [", n);
+		for (i = 0; i < n; i++)
+			printf("%s%lld", i ? ", " : "", t[2 * i]);
+		printf("], \"commit_us\": [");
+		for (i = 0; i < n; i++)
+			printf("%s%lld", i ? ", " : "", t[2 * i + 1]);
+		printf("]}\n");
+	}
+	free(t);
+	return rc;
 }
 
 int
@@ -84,6 +142,18 @@ main(int argc, char **argv)
 		i += 2;
 	}
 	cmd = argv[i++];
+	if (strcmp(cmd, "bench") == 0) {
+		if (i != argc - 1 || parse_int(argv[i], &secs) != 0 || secs < 1)
+			return usage();
+		if (pg_http_global_init() != PG_OK)
+			return PG_EXIT_INTERNAL;
+		rc = pg_config_load(argv[1], &cfg, err, sizeof(err));
+		if (rc == PG_OK)
+			rc = pg_ledger_open(cfg, &l, err, sizeof(err));
+		if (rc == PG_OK)
+			rc = bench(l, cfg, secs, err, sizeof(err));
+		goto out;
+	}
 	if (argc - i < 2)
 		return usage();
 	user = argv[i++];
@@ -106,6 +176,10 @@ main(int argc, char **argv)
 		n_conflicts = (size_t)(argc - i);
 	}
 
+	if (pg_http_global_init() != PG_OK) {
+		fprintf(stderr, "error internal: cannot initialise libcurl\n");
+		return PG_EXIT_INTERNAL;
+	}
 	rc = pg_config_load(argv[1], &cfg, err, sizeof(err));
 	if (rc != PG_OK)
 		goto out;
@@ -179,5 +253,6 @@ out:
 	pg_ledger_facts_free(hold);
 	pg_ledger_close(l);
 	pg_config_free(cfg);
+	pg_http_global_cleanup();
 	return pg_err_exit(rc);
 }

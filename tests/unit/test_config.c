@@ -164,6 +164,31 @@ static void expect_error(const char *text, size_t len, unsigned line,
 
 /* ---- valid configs ----------------------------------------------------- */
 
+/* [aws] base_principal: the forms a trust policy may name. */
+static void test_base_principal_forms(void **state)
+{
+	static const char *const ok[] = {
+		"arn:aws:iam::123456789012:role/pmpgate-broker",
+		"arn:aws:iam::123456789012:role/path/to/broker",
+		"arn:aws:iam::123456789012:user/pmpgate",
+		"arn:aws:iam::123456789012:root",
+		"arn:aws-cn:iam::123456789012:role/b+=,.@_-x",
+	};
+	char text[1024];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		pg_config *c;
+
+		snprintf(text, sizeof(text), "[aws]\nbase_principal = %s\n"
+			 AWS_BODY DIR TIX ROLE, ok[i]);
+		c = load_ok(text);
+		assert_string_equal(c->aws.base_principal, ok[i]);
+		pg_config_free(c);
+	}
+}
+
 static void test_minimal_defaults(void **state)
 {
 	pg_config *c = load_ok(MIN);
@@ -210,6 +235,7 @@ static void test_minimal_defaults(void **state)
 	assert_string_equal(c->aws.profile, "default");
 	assert_null(c->aws.ca_file);
 	assert_int_equal(c->aws.timeout_ms, 5000);
+	assert_null(c->aws.base_principal);
 
 	assert_int_equal(c->n_roles, 1);
 	r = pg_config_role(c, "pm");
@@ -235,6 +261,13 @@ static void test_minimal_defaults(void **state)
 	assert_string_equal(c->ledger.path, PG_DEFAULT_STATEDIR);
 	assert_int_equal(c->ledger.endpoints.n, 0);
 	assert_non_null(c->ledger.endpoints.v);
+	assert_null(c->ledger.ca_file);
+	assert_null(c->ledger.cert_file);
+	assert_null(c->ledger.key_file);
+	assert_null(c->ledger.password_file);
+	assert_string_equal(c->ledger.prefix, "/pmpgate/");
+	assert_int_equal(c->ledger.timeout_ms, 3000);
+	assert_int_equal(c->ledger.allow_plaintext, 0);
 	assert_string_equal(c->audit.path, PG_DEFAULT_AUDIT);
 	assert_null(c->audit.signing_key);
 	assert_int_equal(c->audit.syslog, 1);
@@ -314,6 +347,8 @@ static void test_full(void **state)
 	assert_string_equal(c->aws.profile, "pmpgate");
 	assert_string_equal(c->aws.ca_file, "/etc/pmpgate/sts-ca.pem");
 	assert_int_equal(c->aws.timeout_ms, 7000);
+	assert_string_equal(c->aws.base_principal,
+			    "arn:aws:iam::123456789012:role/pmpgate-broker");
 
 	assert_int_equal(c->n_roles, 3);
 	a = pg_config_role(c, "alpha");
@@ -361,6 +396,13 @@ static void test_full(void **state)
 	assert_string_equal(c->ledger.endpoints.v[0], "http://127.0.0.1:2379");
 	assert_string_equal(c->ledger.endpoints.v[1],
 			    "https://etcd2.example.com:2379");
+	assert_string_equal(c->ledger.ca_file, "/etc/pmpgate/etcd-ca.pem");
+	assert_string_equal(c->ledger.cert_file, "/etc/pmpgate/etcd-client.pem");
+	assert_string_equal(c->ledger.key_file, "/etc/pmpgate/etcd-client.key");
+	assert_string_equal(c->ledger.password_file, "/etc/pmpgate/etcd.pw");
+	assert_string_equal(c->ledger.prefix, "/pg-test/ledger/");
+	assert_int_equal(c->ledger.timeout_ms, 2000);
+	assert_int_equal(c->ledger.allow_plaintext, 1);
 	assert_string_equal(c->audit.path, "/var/log/pg-test/audit.jsonl");
 	assert_string_equal(c->audit.signing_key, "/etc/pmpgate/audit.pem");
 	assert_int_equal(c->audit.syslog, 0);
@@ -719,6 +761,27 @@ static const struct bad_case bad_cases[] = {
 	  NOROLE, 0, 7, "names 'pm' twice" },
 	{ "conflicts bad name", ROLE "conflicts = Pm\n" NOROLE, 0, 4,
 	  "'Pm' is not a role name" },
+	{ "base_principal not an arn", "[aws]\nbase_principal = pmpgate\n"
+	  AWS_BODY DIR TIX ROLE, 0, 2, "is not an IAM role, user or account" },
+	{ "base_principal short account", "[aws]\nbase_principal = "
+	  "arn:aws:iam::1234567890:role/x\n" AWS_BODY DIR TIX ROLE, 0, 2,
+	  "base_principal" },
+	{ "base_principal group", "[aws]\nbase_principal = "
+	  "arn:aws:iam::123456789012:group/x\n" AWS_BODY DIR TIX ROLE, 0, 2,
+	  "base_principal" },
+	{ "base_principal sts session", "[aws]\nbase_principal = "
+	  "arn:aws:sts::123456789012:assumed-role/x/y\n" AWS_BODY DIR TIX ROLE,
+	  0, 2, "base_principal" },
+	{ "base_principal empty name", "[aws]\nbase_principal = "
+	  "arn:aws:iam::123456789012:role/\n" AWS_BODY DIR TIX ROLE, 0, 2,
+	  "base_principal" },
+	{ "base_principal wildcard", "[aws]\nbase_principal = "
+	  "arn:aws:iam::123456789012:role/*\n" AWS_BODY DIR TIX ROLE, 0, 2,
+	  "base_principal" },
+	{ "base_principal twice", "[aws]\nbase_principal = "
+	  "arn:aws:iam::123456789012:root\nbase_principal = "
+	  "arn:aws:iam::123456789012:root\n" AWS_BODY DIR TIX ROLE, 0, 3,
+	  "duplicate key 'base_principal' in [aws]" },
 	{ "role_arn short account", "[role pm]\nrole_arn = "
 	  "arn:aws:iam::12345:role/pm\n" "group = cn=x\n" NOROLE, 0, 2,
 	  "not an IAM role ARN" },
@@ -860,6 +923,45 @@ static const struct bad_case bad_cases[] = {
 	  MIN, 0, 2, "only used with backend = etcd" },
 	{ "bad endpoint", "[ledger]\nbackend = etcd\nendpoints = 127.0.0.1:2379\n"
 	  MIN, 0, 3, "is not an http:// or https:// URL" },
+#define ETCD "[ledger]\nbackend = etcd\nendpoints = https://127.0.0.1:2379\n"
+	{ "plaintext endpoint", "[ledger]\nbackend = etcd\nendpoints = "
+	  "https://a:2379 http://127.0.0.1:2379\n" MIN, 0, 3,
+	  "'http://127.0.0.1:2379' is plaintext" },
+	{ "endpoint with a path", "[ledger]\nbackend = etcd\nendpoints = "
+	  "https://a:2379/v3\n" MIN, 0, 3, "must be scheme://host[:port]" },
+	{ "endpoint with a query", "[ledger]\nbackend = etcd\nendpoints = "
+	  "https://a:2379?x=1\n" MIN, 0, 3, "must be scheme://host[:port]" },
+	{ "endpoint with a user", "[ledger]\nbackend = etcd\nendpoints = "
+	  "https://u:p@a:2379\n" MIN, 0, 3, "must be scheme://host[:port]" },
+	{ "cert without key", ETCD "cert_file = /etc/c.pem\n" MIN, 0, 4,
+	  "cert_file and key_file go together" },
+	{ "key without cert", ETCD "key_file = /etc/c.key\n" MIN, 0, 4,
+	  "cert_file and key_file go together" },
+	{ "relative ca_file", ETCD "ca_file = ca.pem\n" MIN, 0, 4,
+	  "ca_file must be an absolute path" },
+	{ "relative password_file", ETCD "password_file = pw\n" MIN, 0, 4,
+	  "password_file must be an absolute path" },
+	{ "prefix without slash", ETCD "prefix = /pmpgate\n" MIN, 0, 4,
+	  "prefix must be 1 to 128 printable" },
+	{ "prefix with blank", ETCD "prefix = /a b/\n" MIN, 0, 4,
+	  "prefix must be" },
+	{ "prefix not ASCII", ETCD "prefix = /\xc3\xa9/\n" MIN, 0, 4,
+	  "prefix must be" },
+	{ "timeout zero", ETCD "timeout = 0\n" MIN, 0, 4,
+	  "timeout must be between 1 and 3600" },
+	{ "timeout junk", ETCD "timeout = soon\n" MIN, 0, 4,
+	  "timeout must be a duration" },
+	{ "allow_plaintext junk", ETCD "allow_plaintext = maybe\n" MIN, 0, 4,
+	  "must be yes or no" },
+	{ "ca_file with file", "[ledger]\nca_file = /etc/ca.pem\n" MIN, 0, 2,
+	  "[ledger] ca_file is only used with backend = etcd" },
+	{ "prefix with file", "[ledger]\nbackend = file\nprefix = /x/\n" MIN,
+	  0, 3, "[ledger] prefix is only used with backend = etcd" },
+	{ "timeout with file", "[ledger]\ntimeout = 3s\n" MIN, 0, 2,
+	  "[ledger] timeout is only used with backend = etcd" },
+	{ "plaintext with file", "[ledger]\nallow_plaintext = yes\n" MIN, 0, 2,
+	  "[ledger] allow_plaintext is only used with backend = etcd" },
+#undef ETCD
 };
 
 static void test_bad_configs(void **state)
@@ -1146,6 +1248,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_minimal_defaults),
+		cmocka_unit_test(test_base_principal_forms),
 		cmocka_unit_test(test_full),
 		cmocka_unit_test(test_example),
 		cmocka_unit_test(test_presets),

@@ -71,6 +71,8 @@ static const struct dec_case dec_cases[] = {
 	    PG_OP_STATUS, NULL, NULL, NULL, 0, NULL, NULL, NULL),
 	OK_("review", "{\"v\":1,\"op\":\"review\"}",
 	    PG_OP_REVIEW, NULL, NULL, NULL, 0, NULL, NULL, NULL),
+	OK_("doctor", "{\"v\":1,\"op\":\"doctor\"}",
+	    PG_OP_DOCTOR, NULL, NULL, NULL, 0, NULL, NULL, NULL),
 	OK_("trailing newline", "{\"v\":1,\"op\":\"status\"}\n",
 	    PG_OP_STATUS, NULL, NULL, NULL, 0, NULL, NULL, NULL),
 	OK_("whitespace around", "  {\"v\" : 1 , \"op\" : \"status\"}  ",
@@ -109,6 +111,10 @@ static const struct dec_case dec_cases[] = {
 	    "\"context\":{\"pid\":\"1\"}}"),
 	BAD("status with a role", "{\"v\":1,\"op\":\"status\",\"role\":\"r\"}"),
 	BAD("review with a user", "{\"v\":1,\"op\":\"review\",\"user\":\"a\"}"),
+	BAD("doctor with a role", "{\"v\":1,\"op\":\"doctor\",\"role\":\"r\"}"),
+	BAD("doctor with a context",
+	    "{\"v\":1,\"op\":\"doctor\",\"context\":{}}"),
+	BAD("doctor in capitals", "{\"v\":1,\"op\":\"DOCTOR\"}"),
 	BAD("duplicate key",
 	    "{\"v\":1,\"op\":\"status\",\"op\":\"status\"}"),
 	BAD("duplicate role",
@@ -516,6 +522,7 @@ test_op_names(void **state)
 	assert_string_equal(pg_op_name(PG_OP_CHECK), "check");
 	assert_string_equal(pg_op_name(PG_OP_REVIEW), "review");
 	assert_string_equal(pg_op_name(PG_OP_STATUS), "status");
+	assert_string_equal(pg_op_name(PG_OP_DOCTOR), "doctor");
 	assert_string_equal(pg_op_name((pg_op)42), "unknown");
 }
 
@@ -1041,6 +1048,55 @@ test_call_too_long(void **state)
 	free(big);
 }
 
+/* pg_proto_call_max: a review-sized answer passes, one over the given
+ * maximum does not, and the maximum is clamped to PG_PROTO_MAX_REVIEW. */
+static void
+test_call_max(void **state)
+{
+	static const pg_proto_req review = { .op = PG_OP_REVIEW };
+	static const struct {
+		size_t answer_len, max;
+		pg_err want;
+	} v[] = {
+		{ PG_PROTO_MAX + 100, PG_PROTO_MAX * 4, PG_OK },
+		{ PG_PROTO_MAX + 100, 0, PG_EPROTO },	/* clamped up to 64 KiB */
+		{ PG_PROTO_MAX * 4 + 1, PG_PROTO_MAX * 4, PG_EPROTO },
+		{ PG_PROTO_MAX * 4, PG_PROTO_MAX * 4, PG_OK },
+		{ 200, (size_t)-1, PG_OK },		/* clamped down */
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		static const char head[] = "{\"v\":1,\"status\":\"allow\","
+			"\"reason\":\"\",\"exit\":0,\"pad\":\"";
+		size_t n = v[i].answer_len;
+		char *big = malloc(n);
+		struct server s;
+		json_t *a = NULL;
+		char err[512] = "";
+		pg_err rc;
+
+		assert_non_null(big);
+		memcpy(big, head, sizeof(head) - 1);
+		memset(big + sizeof(head) - 1, 'x', n - (sizeof(head) - 1) - 3);
+		memcpy(big + n - 3, "\"}\n", 3);
+		server_start(&s, SRV_ANSWER, big, n);
+		rc = pg_proto_call_max(s.path, &review, 3000, v[i].max, &a, err,
+				       sizeof(err));
+		server_stop(&s);
+		if (rc != v[i].want)
+			fail_msg("case %zu: got %s (%s)", i, pg_err_name(rc),
+				 err);
+		if (rc == PG_OK)
+			assert_int_equal(json_string_length(json_object_get(
+				a, "pad")), n - (sizeof(head) - 1) - 3);
+		else
+			assert_non_null(strstr(err, "too long"));
+		assert_string_equal(s.request, "{\"v\":1,\"op\":\"review\"}");
+		json_decref(a);
+		free(big);
+	}
+}
+
 static void
 test_call_unavailable(void **state)
 {
@@ -1138,6 +1194,7 @@ main(void)
 		cmocka_unit_test(test_write_all),
 		cmocka_unit_test(test_call_answers),
 		cmocka_unit_test(test_call_too_long),
+		cmocka_unit_test(test_call_max),
 		cmocka_unit_test(test_call_unavailable),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
