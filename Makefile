@@ -170,6 +170,10 @@ install: all
 	install -m 0644 docs/man/pmpgate.8 $(DESTDIR)$(MANDIR)/man8/
 	install -m 0644 docs/man/pmpgate.conf.5 $(DESTDIR)$(MANDIR)/man5/
 	$(if $(PAM_MODULE),install -m 0644 docs/man/pam_pmpgate.8 $(DESTDIR)$(MANDIR)/man8/)
+	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/logrotate.d
+	sed -e 's|/var/log/pmpgate|$(LOCALSTATEDIR)/log/pmpgate|g' \
+		conf/logrotate.d/pmpgate > $(DESTDIR)$(SYSCONFDIR)/logrotate.d/pmpgate
+	chmod 0644 $(DESTDIR)$(SYSCONFDIR)/logrotate.d/pmpgate
 	install -d -m 0755 $(DESTDIR)$(DOCDIR)/examples/pam.d
 	install -m 0644 conf/pam.d/* $(DESTDIR)$(DOCDIR)/examples/pam.d/
 	install -d -m 0755 $(DESTDIR)$(DOCDIR)
