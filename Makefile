@@ -174,6 +174,8 @@ install: all
 	sed -e 's|/var/log/pmpgate|$(LOCALSTATEDIR)/log/pmpgate|g' \
 		conf/logrotate.d/pmpgate > $(DESTDIR)$(SYSCONFDIR)/logrotate.d/pmpgate
 	chmod 0644 $(DESTDIR)$(SYSCONFDIR)/logrotate.d/pmpgate
+	install -d -m 0755 $(DESTDIR)$(DOCDIR)/examples/iam
+	install -m 0644 conf/iam/*.json $(DESTDIR)$(DOCDIR)/examples/iam/
 	install -d -m 0755 $(DESTDIR)$(DOCDIR)/examples/pam.d
 	install -m 0644 conf/pam.d/* $(DESTDIR)$(DOCDIR)/examples/pam.d/
 	install -d -m 0755 $(DESTDIR)$(DOCDIR)

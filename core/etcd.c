@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "http.h"
@@ -21,6 +22,10 @@
 /* Smallest share of the time left that one endpoint gets while others
  * remain to be tried. */
 #define MIN_SHARE_MS 300
+/* Rounds over all endpoints per call, and the pause before round N
+ * (N * this): a leader election takes about one election timeout. */
+#define PASSES 3
+#define PASS_PAUSE_MS 150
 /* Longest etcd token accepted. */
 #define TOKEN_MAX 4096
 
@@ -374,14 +379,15 @@ wipe_json_str(json_t *j)
 }
 
 /*
- * POST BODY to endpoint IDX + PATH before DL.  A_OK: *RESP set; A_NEXT: the
+ * POST BODY to endpoint IDX + PATH before DL, connected within CONNECT_MS.
+ * A_OK: *RESP set; A_NEXT: the
  * member cannot serve, try another (message in err, *RC the class);
  * A_REAUTH: the token was refused; A_FAIL: give up with *RC.
  */
 static enum attempt
 attempt(pg_etcd *e, pg_http *h, size_t idx, const char *path,
-	const char *body, const char *auth, pg_deadline dl, json_t **resp,
-	pg_err *rc, char *err, size_t errlen)
+	const char *body, const char *auth, pg_deadline dl, int64_t connect_ms,
+	json_t **resp, pg_err *rc, char *err, size_t errlen)
 {
 	static const char *const base_hdrs[] = {
 		"Content-Type: application/json",
@@ -420,6 +426,7 @@ attempt(pg_etcd *e, pg_http *h, size_t idx, const char *path,
 	req.body = body;
 	req.body_len = strlen(body);
 	req.deadline = dl;
+	req.connect_timeout_ms = (long)connect_ms;
 	req.max_response = PG_ETCD_MAX_RESPONSE;
 	e2 = pg_http_perform(h, &req, &r, err, errlen);
 	if (e2 == PG_ETIMEOUT || e2 == PG_EUNAVAIL) {
@@ -448,8 +455,21 @@ attempt(pg_etcd *e, pg_http *h, size_t idx, const char *path,
 	m = json_object_get(j, "error");
 	if (!json_is_string(m))
 		m = json_object_get(j, "message");
-	snprintf(msg, sizeof(msg), "%s", json_is_string(m) ?
-		 json_string_value(m) : "(no message)");
+	if (json_is_string(m)) {
+		snprintf(msg, sizeof(msg), "%s", json_string_value(m));
+	} else {
+		/* not the gateway's JSON: its text, printable, shortened */
+		size_t i, k = r.len < sizeof(msg) - 1 ? r.len : sizeof(msg) - 1;
+
+		for (i = 0; i < k; i++)
+			msg[i] = r.body[i] >= 0x20 && r.body[i] < 0x7f ?
+				 r.body[i] : ' ';
+		msg[k] = '\0';
+		while (k > 0 && msg[k - 1] == ' ')
+			msg[--k] = '\0';
+		if (k == 0)
+			snprintf(msg, sizeof(msg), "(no message)");
+	}
 	if (pg_etcd_int(json_object_get(j, "code"), &code) != 0)
 		code = -1;
 	snprintf(err, errlen, "etcd %s: HTTP %ld: %s", e->endpoints[idx],
@@ -478,7 +498,7 @@ out:
 /* Obtain a token from endpoint IDX with the user and password. */
 static enum attempt
 authenticate(pg_etcd *e, pg_http *h, size_t idx, pg_deadline dl,
-	     pg_err *rc, char *err, size_t errlen)
+	     int64_t connect_ms, pg_err *rc, char *err, size_t errlen)
 {
 	json_t *req = NULL, *resp = NULL, *tok;
 	char *body = NULL, *copy = NULL;
@@ -491,8 +511,8 @@ authenticate(pg_etcd *e, pg_http *h, size_t idx, pg_deadline dl,
 		*rc = PG_ENOMEM;
 		goto out;
 	}
-	a = attempt(e, h, idx, "/v3/auth/authenticate", body, NULL, dl, &resp,
-		    rc, err, errlen);
+	a = attempt(e, h, idx, "/v3/auth/authenticate", body, NULL, dl,
+		    connect_ms, &resp, rc, err, errlen);
 	if (a != A_OK) {
 		if (a == A_FAIL && *rc != PG_ENOMEM) {
 			char why[256];
@@ -540,6 +560,19 @@ out:
 
 /* ---- calls ---------------------------------------------------------------- */
 
+/* Sleep MS milliseconds (less when interrupted: only a pause). */
+static void
+pause_ms(int64_t ms)
+{
+	struct timespec ts;
+
+	if (ms <= 0)
+		return;
+	ts.tv_sec = (time_t)(ms / 1000);
+	ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+	nanosleep(&ts, NULL);
+}
+
 pg_err
 pg_etcd_call(pg_etcd *e, const char *path, json_t *body, pg_deadline dl,
 	     json_t **resp, char *err, size_t errlen)
@@ -547,11 +580,10 @@ pg_etcd_call(pg_etcd *e, const char *path, json_t *body, pg_deadline dl,
 	char last[512] = "", *text = NULL, *auth = NULL;
 	pg_http *h = NULL;
 	size_t start, k, idx;
-	int64_t left, share;
-	pg_deadline adl;
+	int64_t left, share, req_ms;
 	enum attempt a;
 	pg_err rc = PG_EUNAVAIL;
-	int reauthed, none;
+	int reauthed, none, pass;
 
 	*resp = NULL;
 	if ((text = json_dumps(body, JSON_COMPACT)) == NULL ||
@@ -563,58 +595,82 @@ pg_etcd_call(pg_etcd *e, const char *path, json_t *body, pg_deadline dl,
 	pthread_mutex_lock(&e->mu);
 	start = e->current;
 	pthread_mutex_unlock(&e->mu);
-	for (k = 0; k < e->n; k++) {
-		idx = (start + k) % e->n;
-		if ((left = pg_deadline_left(dl)) <= 0)
-			break;
-		share = left;
-		if (k + 1 < e->n) {
-			share = left / (int64_t)(e->n - k);
-			if (share < MIN_SHARE_MS)
-				share = left < MIN_SHARE_MS ? left :
-					MIN_SHARE_MS;
+	for (pass = 0; pass < PASSES; pass++) {
+		if (pass > 0) {
+			/* every member refused or hung: a leader may be in
+			 * election; pause briefly, then once more */
+			left = pg_deadline_left(dl);
+			pause_ms(left < PASS_PAUSE_MS * pass ? left :
+				 PASS_PAUSE_MS * pass);
 		}
-		adl = pg_deadline_in(share);
-		reauthed = 0;
-again:
-		pg_free_secret_str(auth);
-		auth = NULL;
-		if (e->user != NULL) {
-			auth = auth_header(e, &none);
-			if (auth == NULL && none) {
-				a = authenticate(e, h, idx, adl, &rc, err,
-						 errlen);
-				if (a == A_FAIL)
-					goto out;
-				if (a != A_OK) {
-					snprintf(last, sizeof(last), "%s", err);
-					continue;
-				}
-				auth = auth_header(e, &none);
+		for (k = 0; k < e->n; k++) {
+			idx = (start + k) % e->n;
+			if ((left = pg_deadline_left(dl)) <= 0)
+				goto done;
+			/* connecting: a share of what is left; answering:
+			 * half of it (all of it on the very last try), so that
+			 * a member that hangs leaves time for another */
+			share = left;
+			if (k + 1 < e->n) {
+				share = left / (int64_t)(e->n - k);
+				if (share < MIN_SHARE_MS)
+					share = left < MIN_SHARE_MS ? left :
+						MIN_SHARE_MS;
 			}
-			if (auth == NULL) {
-				snprintf(err, errlen, "etcd: out of memory");
-				rc = PG_ENOMEM;
+			req_ms = left;
+			if (pass + 1 < PASSES || k + 1 < e->n) {
+				req_ms = left / 2;
+				if (req_ms < MIN_SHARE_MS)
+					req_ms = left < MIN_SHARE_MS ? left :
+						 MIN_SHARE_MS;
+			}
+			reauthed = 0;
+again:
+			pg_free_secret_str(auth);
+			auth = NULL;
+			if (e->user != NULL) {
+				auth = auth_header(e, &none);
+				if (auth == NULL && none) {
+					a = authenticate(e, h, idx,
+							 pg_deadline_in(req_ms),
+							 share, &rc, err,
+							 errlen);
+					if (a == A_FAIL)
+						goto out;
+					if (a != A_OK) {
+						snprintf(last, sizeof(last),
+							 "%s", err);
+						continue;
+					}
+					auth = auth_header(e, &none);
+				}
+				if (auth == NULL) {
+					snprintf(err, errlen, "etcd: out of "
+						 "memory");
+					rc = PG_ENOMEM;
+					goto out;
+				}
+			}
+			a = attempt(e, h, idx, path, text, auth,
+				    pg_deadline_in(req_ms), share, resp, &rc,
+				    err, errlen);
+			if (a == A_OK) {
+				pthread_mutex_lock(&e->mu);
+				e->current = idx;
+				pthread_mutex_unlock(&e->mu);
 				goto out;
 			}
+			if (a == A_REAUTH && !reauthed) {
+				drop_token(e, auth);
+				reauthed = 1;
+				goto again;
+			}
+			if (a != A_NEXT)
+				goto out;
+			snprintf(last, sizeof(last), "%s", err);
 		}
-		a = attempt(e, h, idx, path, text, auth, adl, resp, &rc, err,
-			    errlen);
-		if (a == A_OK) {
-			pthread_mutex_lock(&e->mu);
-			e->current = idx;
-			pthread_mutex_unlock(&e->mu);
-			goto out;
-		}
-		if (a == A_REAUTH && !reauthed) {
-			drop_token(e, auth);
-			reauthed = 1;
-			goto again;
-		}
-		if (a != A_NEXT)
-			goto out;
-		snprintf(last, sizeof(last), "%s", err);
 	}
+done:
 	if (pg_deadline_left(dl) <= 0) {
 		snprintf(err, errlen, "etcd: no answer within the time allowed "
 			 "(%s)", last[0] ? last : "no endpoint tried");

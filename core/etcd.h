@@ -13,8 +13,14 @@
  * DeadlineExceeded) moves on to the next one.  Every request carries the
  * "hasleader" metadata, so a member cut off from its cluster refuses at
  * once instead of waiting.  All attempts of one call share the call's
- * deadline; each gets at most its share of what is left, so a member that
- * hangs cannot use up the time of the others.
+ * deadline: connecting (TCP and TLS) to one endpoint may take its share of
+ * what is left while others remain to be tried, answering half of what is
+ * left (all of it on the last try), so that an endpoint that is down, or
+ * a member that hangs (its leader just died), leaves time for another.
+ * When every endpoint failed, they are tried again after a short pause
+ * (a leader election), three rounds at most.  Retrying a request that may
+ * have been applied is the caller's concern: the ledger's transactions
+ * are written so that applying one twice is recognised.
  *
  * Authentication: TLS client certificate (cert_file/key_file, used as the
  * etcd user by a cluster with --client-cert-auth) and/or user and password

@@ -319,7 +319,9 @@ pg_http_perform(pg_http *h, const pg_http_req *req, pg_http_resp *resp,
 	}
 	SETOPT(CURLOPT_NOSIGNAL, 1L);
 	SETOPT(CURLOPT_TIMEOUT_MS, (long)left);
-	SETOPT(CURLOPT_CONNECTTIMEOUT_MS, (long)left);
+	SETOPT(CURLOPT_CONNECTTIMEOUT_MS,
+	       req->connect_timeout_ms > 0 && req->connect_timeout_ms < left ?
+	       req->connect_timeout_ms : (long)left);
 	SETOPT(CURLOPT_ERRORBUFFER, h->errbuf);
 	SETOPT(CURLOPT_WRITEFUNCTION, write_cb);
 	SETOPT(CURLOPT_WRITEDATA, &s);

@@ -42,6 +42,8 @@ typedef struct pg_http_req {
 	size_t max_response;		/* 0 = 1 MiB */
 	const char *cert_file;		/* TLS client certificate (PEM) or NULL */
 	const char *key_file;		/* its private key (PEM), with cert_file */
+	long connect_timeout_ms;	/* connect + TLS handshake, 0 = as the
+					   whole request; never beyond it */
 } pg_http_req;
 
 typedef struct pg_http_resp {

@@ -4,8 +4,10 @@
  *
  * The front end validates arguments, owns reservations and turns a view of
  * the ledger into facts or a verdict; a backend (a table of operations,
- * chosen by [ledger] backend) stores and retrieves.  Only the file backend
- * exists; an etcd backend adds a table, callers do not change.
+ * chosen by [ledger] backend) stores and retrieves: the file backend (one
+ * host) and the etcd backend (several hosts, over etcd.h).  Both keep the
+ * records of the file format and judge them with the same evaluate() and
+ * judge().
  */
 #include "ledger.h"
 
@@ -1254,7 +1256,7 @@ static const struct ledger_ops file_ops = {
  *   P u/E(user)/E(role)/i/ID   an issuance (ID: its reservation's)
  *   P t/E(ticket)/r/ID         the same reservation, under its ticket
  *   P t/E(ticket)/b            the ticket's binding
- *   P l/E(user)/E(role)        the last issuance, for review
+ *   P l/E(user)/E(role)/       the last issuance, for review
  * Values are the JSON records of the file format, checked as strictly.
  * Every key carries a lease shared by the keys of its class put within
  * a while (see lease_ttl): the leases only collect garbage, every rule is
@@ -1468,12 +1470,13 @@ cmp_key(json_t *a, const char *key, int64_t mod)
 /*
  * One transaction.  *OK: whether the compares held; *REV: the revision of
  * the answer; *RESPS: its responses (borrowed from *RESP, which the
- * caller frees).
+ * caller frees).  PG_ENOTFOUND only when LEASED (its puts name leases,
+ * which etcd may no longer know); otherwise that is PG_EPROTO.
  */
 static pg_err
 etcd_txn(etcd_ledger *el, json_t *compare, json_t *success, json_t *failure,
-	 pg_deadline dl, json_t **resp, int *ok, int64_t *rev, json_t **resps,
-	 char *err, size_t errlen)
+	 int leased, pg_deadline dl, json_t **resp, int *ok, int64_t *rev,
+	 json_t **resps, char *err, size_t errlen)
 {
 	json_t *body, *s;
 	pg_err rc;
@@ -1487,6 +1490,8 @@ etcd_txn(etcd_ledger *el, json_t *compare, json_t *success, json_t *failure,
 	}
 	rc = pg_etcd_call(el->etcd, "/v3/kv/txn", body, dl, resp, err, errlen);
 	json_decref(body);
+	if (rc == PG_ENOTFOUND && !leased)
+		rc = PG_EPROTO;
 	if (rc != PG_OK)
 		return rc;
 	/* a failed compare omits "succeeded" (it is not false) */
@@ -1860,6 +1865,8 @@ lease_get(etcd_ledger *el, enum lease_class c, pg_deadline dl, int64_t *id,
 	}
 	rc = pg_etcd_call(el->etcd, "/v3/lease/grant", body, dl, &resp, err,
 			  errlen);
+	if (rc == PG_ENOTFOUND)
+		rc = PG_EPROTO;
 	if (rc != PG_OK)
 		goto out;
 	e = json_object_get(resp, "error");
@@ -1972,8 +1979,8 @@ etcd_read(etcd_ledger *el, const query *q, const readset *rs, pg_deadline dl,
 		snprintf(err, errlen, "ledger: out of memory");
 		goto out;
 	}
-	rc = etcd_txn(el, cmp, ops, none, dl, &resp, &ok, &rev, &resps, err,
-		      errlen);
+	rc = etcd_txn(el, cmp, ops, none, 0, dl, &resp, &ok, &rev, &resps,
+		      err, errlen);
 	if (rc != PG_OK)
 		goto out;
 	if (!ok) {
@@ -2102,7 +2109,7 @@ etcd_reserve(void *impl, const query *q, const pg_reservation *res,
 				goto out;
 			}
 		json_decref(resp);
-		rc = etcd_txn(el, cmp, ok_ops, fail_ops, dl, &resp, &ok, &rev,
+		rc = etcd_txn(el, cmp, ok_ops, fail_ops, 1, dl, &resp, &ok, &rev,
 			      &resps, err, errlen);
 		if (rc == PG_ENOTFOUND) {
 			/* the lease is gone (e.g. a restored cluster) */
@@ -2248,8 +2255,8 @@ etcd_commit(void *impl, const pg_reservation *res, int64_t expiration,
 		snprintf(err, errlen, "ledger: out of memory");
 		goto out;
 	}
-	if ((rc = etcd_txn(el, none, reads, none, dl, &resp, &ok, &rev, &resps,
-			   err, errlen)) != PG_OK ||
+	if ((rc = etcd_txn(el, none, reads, none, 0, dl, &resp, &ok, &rev,
+			   &resps, err, errlen)) != PG_OK ||
 	    (rc = commit_parse(res, resps, &seen, err, errlen)) != PG_OK)
 		goto out;
 	for (attempt = 0; attempt < ETCD_MAX_ATTEMPTS; attempt++) {
@@ -2307,7 +2314,7 @@ etcd_commit(void *impl, const pg_reservation *res, int64_t expiration,
 			goto out;
 		}
 		json_decref(resp);
-		rc = etcd_txn(el, cmp, ops, reads, dl, &resp, &ok, &rev,
+		rc = etcd_txn(el, cmp, ops, reads, 1, dl, &resp, &ok, &rev,
 			      &resps, err, errlen);
 		if (rc == PG_ENOTFOUND) {
 			for (c = L_ISSUED; c < L_COUNT; c++)
@@ -2371,7 +2378,7 @@ etcd_release(void *impl, const pg_reservation *res, char *err, size_t errlen)
 		snprintf(err, errlen, "ledger: out of memory");
 		goto out;
 	}
-	rc = etcd_txn(el, none, ops, none, pg_deadline_in(el->timeout_ms),
+	rc = etcd_txn(el, none, ops, none, 0, pg_deadline_in(el->timeout_ms),
 		      &resp, &ok, &rev, &resps, err, errlen);
 out:
 	json_decref(resp);
@@ -2400,7 +2407,7 @@ etcd_last(void *impl, const char *user, const char *role, int64_t *when,
 		snprintf(err, errlen, "ledger: out of memory");
 		goto out;
 	}
-	rc = etcd_txn(el, none, ops, none, pg_deadline_in(el->timeout_ms),
+	rc = etcd_txn(el, none, ops, none, 0, pg_deadline_in(el->timeout_ms),
 		      &resp, &ok, &rev, &resps, err, errlen);
 	if (rc != PG_OK)
 		goto out;

@@ -6,10 +6,12 @@
  *   file  a directory on this host ([ledger] path), correct for any number
  *         of daemons and tools on the host sharing it (flock + atomic
  *         rename), and for any number of threads in each;
- *   etcd  several hosts (not supported yet: pg_ledger_open refuses it with
- *         PG_ECONFIG).
+ *   etcd  several hosts: one etcd v3 cluster shared by every daemon
+ *         ([ledger] endpoints, prefix, ...; below).
  * Callers see only the functions below; a backend is a table of operations
- * inside ledger.c.
+ * inside ledger.c.  Both backends keep the same records and judge them by
+ * the same code, so they behave alike (tests/integration/test_ledger.py
+ * runs one suite against both).
  *
  * ---- What the ledger knows -------------------------------------------------
  *
@@ -112,14 +114,48 @@
  * error (R9): it never allows and is never reset.  Whoever repairs it
  * decides what its history was.
  *
+ * ---- The etcd backend ------------------------------------------------------
+ *
+ * The same records as JSON values under [ledger] prefix (P), one key each,
+ * user, role and ticket written with '%', '/', blanks and control bytes
+ * as %XX:
+ *   P u/USER/ROLE/r/ID   a reservation (also at P t/TICKET/r/ID)
+ *   P u/USER/ROLE/i/ID   an issuance (ID: its reservation's)
+ *   P t/TICKET/b         the ticket's binding
+ *   P l/USER/ROLE/       the last issuance
+ * pg_ledger_reserve is one etcd transaction per attempt: it compares that
+ * no key under P u/USER/C/ (each conflicting role C) and P t/TICKET/
+ * changed since the revision its verdict was made on, and puts the
+ * reservation; a failed compare returns those ranges as they are now,
+ * the verdict is made again (a refusal ends it) and the transaction is
+ * tried again (at most 64 times, then PG_EBUSY).  Commit is one
+ * transaction (compare: the reservation and the binding unchanged;
+ * delete the reservation, put the issuance, binding and last); release
+ * deletes the reservation's two keys.  Keys carry etcd leases that only
+ * collect garbage (each at least as long as its record matters); every
+ * rule is judged on the times in the records, so hosts need synchronised
+ * clocks.  A reservation's owner is judged gone only when it ran under our
+ * boot id and pid namespace (this host); a reservation of another host
+ * lasts until its lease.  A record that is not what the file format
+ * allows, or does not match its key, is refused (PG_EPROTO, R9).
+ * pg_ledger_open contacts nobody (an unreachable cluster refuses requests,
+ * it does not stop the daemon); it reads [ledger] password_file and checks
+ * key_file.  Every operation is bounded by [ledger] timeout (the API has
+ * no deadline argument: keep it below [daemon] deadline).  HTTP handles
+ * come from a pool inside the backend (see etcd.h), so any number of
+ * threads may share one pg_ledger.
+ *
  * ---- Errors ----------------------------------------------------------------
  *
  * PG_OK; PG_DENIED (reserve only: R6 or R7 fails); PG_EINVAL (a bad
  * argument: empty, too long or not UTF-8); PG_ECONFIG (backend not
  * supported, directory or file with wrong type, owner or mode, a symbolic
- * link); PG_EPROTO (corrupt ledger); PG_EUNAVAIL (I/O error); PG_EBUSY
- * (lock not obtained in time); PG_ETIMEOUT (commit: the reservation had
- * lapsed); PG_ENOMEM.  Every error writes a message to err.  Every
+ * link; etcd: credentials or permission refused); PG_EPROTO (corrupt
+ * ledger or record; etcd: an answer that cannot be read); PG_EUNAVAIL (I/O
+ * error; etcd: no member could serve, e.g. no quorum); PG_EBUSY (lock not
+ * obtained in time; etcd: records kept changing); PG_ETIMEOUT (commit:
+ * the reservation had lapsed; etcd: also [ledger] timeout passed);
+ * PG_ENOMEM.  Every error writes a message to err.  Every
  * operation but pg_ledger_reserve returning PG_DENIED is, to decide(), R9.
  *
  * ---- Use (the order of effects of an issue request) -------------------------
@@ -160,12 +196,15 @@ typedef struct pg_ledger pg_ledger;	/* opaque; thread-safe; one per daemon */
 typedef struct pg_reservation pg_reservation;	/* opaque */
 
 /*
- * Open the ledger of CFG ([ledger] backend, path; [separation] window;
- * [daemon] deadline for the reservation lease).  The file backend creates
- * the directory (0700) when missing and checks it, and checks or creates
- * ledger.lock; it does not read ledger.json (a damaged ledger refuses
- * requests, it does not stop the daemon).  PG_ECONFIG for an unsupported
- * backend or a bad directory.  Free with pg_ledger_close.
+ * Open the ledger of CFG ([ledger] backend, path or the etcd keys;
+ * [separation] window; [daemon] deadline for the reservation lease).  The
+ * file backend creates the directory (0700) when missing and checks it,
+ * and checks or creates ledger.lock; it does not read ledger.json (a
+ * damaged ledger refuses requests, it does not stop the daemon).  The etcd
+ * backend checks its options and secret files and contacts nobody; it
+ * calls pg_http_global_init() (a no-op when done): open before starting
+ * threads.  PG_ECONFIG for an unsupported backend, a bad directory or bad
+ * etcd options.  Free with pg_ledger_close.
  */
 pg_err pg_ledger_open(const pg_config *cfg, pg_ledger **out, char *err,
 		      size_t errlen);

@@ -734,8 +734,8 @@ pg_handle(pg_worker *w, const pg_ctx *ctx, const pg_conn *c)
 			snprintf(reason, sizeof(reason), "%s is for root and "
 				 "members of [daemon] admin_group",
 				 pg_op_name(pr.op));
-			answer_simple(c->fd, "deny", -1, reason,
-				      pg_err_exit(PG_DENIED), dl);
+			answer_simple(c->fd, "error", -1, reason,
+				      pg_err_exit(PG_EUSAGE), dl);
 			goto out;
 		}
 		pg_log(LOG_NOTICE, "%s requested by uid %u (%s)",
@@ -750,9 +750,9 @@ pg_handle(pg_worker *w, const pg_ctx *ctx, const pg_conn *c)
 	req.user = pw.pw_name;
 	if (pr.op == PG_OP_CHECK) {
 		if (!pg_is_admin(cfg, c, &pw)) {
-			answer_simple(c->fd, "deny", -1, "check is for root and "
+			answer_simple(c->fd, "error", -1, "check is for root and "
 				      "members of [daemon] admin_group",
-				      pg_err_exit(PG_DENIED), dl);
+				      pg_err_exit(PG_EUSAGE), dl);
 			goto out;
 		}
 		if (pr.user != NULL)

@@ -66,9 +66,11 @@ print_explained(const json_t *ans)
 	printf("rules:\n");
 	json_array_foreach(checks, i, x) {
 		pg_sanitize_text(str(x, "detail"), b, sizeof(b));
-		printf("  %-3s %-21s %-13s %s\n", str(x, "id") ? str(x, "id") : "?",
+		printf("  %-3s %-21s %-13s%s%s\n",
+		       str(x, "id") ? str(x, "id") : "?",
 		       str(x, "name") ? str(x, "name") : "?",
-		       str(x, "result") ? str(x, "result") : "?", b);
+		       str(x, "result") ? str(x, "result") : "?",
+		       b[0] ? " " : "", b);
 	}
 	if (!json_is_object(ev))
 		goto reason;

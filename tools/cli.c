@@ -11,8 +11,6 @@
 #include "../client/output.h"
 #include "../core/config.h"
 
-#define DEFAULT_TIMEOUT_S 60
-#define MAX_TIMEOUT_S 3600
 #define INI_MAX (1024 * 1024)
 #define INI_MAX_ROLES 64
 
@@ -30,14 +28,14 @@ pg_cli_timeout(int *ms)
 	const char *t = getenv("PMPGATE_TIMEOUT");
 	long s = 0;
 
-	*ms = DEFAULT_TIMEOUT_S * 1000;
+	*ms = PG_CLI_TIMEOUT_DEFAULT_S * 1000;
 	if (t == NULL || *t == '\0')
 		return PG_OK;
 	for (const char *p = t; *p; p++) {
 		if (*p < '0' || *p > '9')
 			return PG_EUSAGE;
 		s = s * 10 + (*p - '0');
-		if (s > MAX_TIMEOUT_S)
+		if (s > PG_CLI_TIMEOUT_MAX_S)
 			return PG_EUSAGE;
 	}
 	if (s < 1)

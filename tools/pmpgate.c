@@ -19,14 +19,13 @@
 #include "../core/err.h"
 #include "audit.h"
 #include "admincmd.h"
+#include "cli.h"
 
 #ifndef PG_VERSION
 #define PG_VERSION "unknown"
 #endif
 
 #define PROG "pmpgate"
-#define DEFAULT_TIMEOUT_S 60
-#define MAX_TIMEOUT_S 3600
 
 typedef int (*command_fn)(int argc, char **argv);
 
@@ -86,39 +85,7 @@ print_help(void)
 	printf("\nThe socket defaults to $PMPGATE_SOCKET or %s;\n"
 	       "PMPGATE_TIMEOUT sets the client timeout in seconds (default %d).\n"
 	       "Exit: 0 ok, 1 refused, 2 usage, 3 unavailable, 4 internal.\n",
-	       PG_DEFAULT_SOCKET, DEFAULT_TIMEOUT_S);
-}
-
-/* The socket: PMPGATE_SOCKET, else the compiled-in default. */
-static const char *
-default_socket(void)
-{
-	const char *s = getenv("PMPGATE_SOCKET");
-
-	return (s != NULL && s[0] != '\0') ? s : PG_DEFAULT_SOCKET;
-}
-
-/* The client timeout in ms from PMPGATE_TIMEOUT (whole seconds). */
-static pg_err
-client_timeout(int *ms)
-{
-	const char *t = getenv("PMPGATE_TIMEOUT");
-	long s = 0;
-
-	*ms = DEFAULT_TIMEOUT_S * 1000;
-	if (t == NULL || *t == '\0')
-		return PG_OK;
-	for (const char *p = t; *p; p++) {
-		if (*p < '0' || *p > '9')
-			return PG_EUSAGE;
-		s = s * 10 + (*p - '0');
-		if (s > MAX_TIMEOUT_S)
-			return PG_EUSAGE;
-	}
-	if (s < 1)
-		return PG_EUSAGE;
-	*ms = (int)s * 1000;
-	return PG_OK;
+	       PG_DEFAULT_SOCKET, PG_CLI_TIMEOUT_DEFAULT_S);
 }
 
 /*
@@ -137,7 +104,7 @@ call_and_print(const char *socket_path, const pg_proto_req *req, int as_json)
 	int timeout_ms, ex = PG_EXIT_INTERNAL;
 	pg_err rc;
 
-	if (client_timeout(&timeout_ms) != PG_OK) {
+	if (pg_cli_timeout(&timeout_ms) != PG_OK) {
 		usage_line("PMPGATE_TIMEOUT must be 1..3600 seconds");
 		return PG_EXIT_USAGE;
 	}
@@ -196,7 +163,7 @@ cmd_status(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	pg_proto_req req = { .op = PG_OP_STATUS };
-	const char *socket_path = default_socket();
+	const char *socket_path = pg_cli_socket();
 	int c, as_json = 0;
 
 	optind = 1;

@@ -171,6 +171,9 @@ print_review(const json_t *ans, enum fmt fmt, long stale_days)
 				 conf[0] ? "conflict:" : "", conf,
 				 conf[0] ? " " : "",
 				 appr ? "approver" : "");
+			while (flags[0] != '\0' &&
+			       flags[strlen(flags) - 1] == ' ')
+				flags[strlen(flags) - 1] = '\0';
 			printf("  %-20s %-20s %s\n", u, when, flags);
 		}
 		if (fmt == FMT_TABLE)

@@ -177,6 +177,21 @@ def main():
         say(f"credentials file still there: {os.path.exists(cpath)}")
         # ---- end of the PAM block ----
 
+        step("The identity team: why is dave refused, and the periodic "
+             "review")
+        import subprocess as sp
+        w.ticket("CHG0012350", requested_for="dave", approvers=["erin"])
+        r = sp.run([daemon.binary("pmpgate"), "check", "--socket",
+                    w.daemon.socket, "dave", "procurement-manager",
+                    "CHG0012350"], capture_output=True, text=True,
+                   timeout=60)
+        show("pmpgate check dave procurement-manager CHG0012350    # as "
+             "root", r)
+        r = sp.run([daemon.binary("pmpgate"), "review", "--socket",
+                    w.daemon.socket], capture_output=True, text=True,
+                   timeout=60)
+        show("pmpgate review    # as root", r)
+
         step("Refused: the directory is down (fail closed)")
         w.slapd.stop()
         r = w.credentials("alice", "procurement-manager", "CHG0012345")

@@ -3,7 +3,9 @@
     c = EtcdCluster(tmpdir, ca).start()    # ca: common.TestCA
     c.endpoints          # ["https://127.0.0.1:PORT", ...] (client URLs)
     c.client_cert        # (cert, key) for [ledger] cert_file / key_file
+    c.client_cert_nocn   # the same without a Common Name (for etcd auth)
     c.kill(1)            # SIGKILL member 1 (by pid); c.restart(1)
+    c.leader()           # the index of the leading member
     c.stop()             # stop every member, remove the data directories
 
 Clients speak TLS with client certificates (--client-cert-auth, the
@@ -28,9 +30,10 @@ def _openssl(*args):
                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def issue_cert(ca, name, usage):
+def issue_cert(ca, name, usage, subject=None):
     """A certificate of CA for NAME with extendedKeyUsage USAGE (and SAN
-    127.0.0.1 and localhost); returns (cert, key), the key mode 0600."""
+    127.0.0.1 and localhost), subject SUBJECT (default /CN=NAME); returns
+    (cert, key), the key mode 0600."""
     key = os.path.join(ca.dir, f"{name}.key")
     csr = os.path.join(ca.dir, f"{name}.csr")
     cert = os.path.join(ca.dir, f"{name}.pem")
@@ -41,7 +44,8 @@ def issue_cert(ca, name, usage):
         f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
                 f"extendedKeyUsage={usage}\nbasicConstraints=CA:FALSE\n")
     _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-             "-nodes", "-subj", f"/CN={name}", "-keyout", key, "-out", csr)
+             "-nodes", "-subj", subject or f"/CN={name}", "-keyout", key,
+             "-out", csr)
     _openssl("x509", "-req", "-in", csr, "-CA", ca.cert, "-CAkey", ca.key,
              "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", cert)
     os.chmod(key, 0o600)
@@ -98,6 +102,10 @@ class EtcdCluster:
         self.server_cert = issue_cert(ca, "etcd-server",
                                       "serverAuth,clientAuth")
         self.client_cert = issue_cert(ca, "etcd-client", "clientAuth")
+        # with etcd authentication on, the JSON gateway refuses client
+        # certificates with a Common Name: this one has none
+        self.client_cert_nocn = issue_cert(ca, "etcd-client-nocn",
+                                           "clientAuth", "/O=pmpgate")
         self.members = [Member(self, i) for i in range(size)]
 
     def initial_cluster(self):
@@ -142,6 +150,18 @@ class EtcdCluster:
         """SIGKILL member I (by its pid) and reap it."""
         self.members[i].proc.kill()
         self.members[i].proc.stop()
+
+    def leader(self):
+        """The index of the member that leads now."""
+        p = self.etcdctl("endpoint", "status", "--write-out", "json")
+        if p.returncode != 0:
+            raise RuntimeError(p.stderr)
+        for st in json.loads(p.stdout):
+            h = st["Status"]["header"]
+            if h["member_id"] == st["Status"]["leader"]:
+                return [m.client_url for m in self.members].index(
+                    st["Endpoint"])
+        raise RuntimeError("no leader")
 
     def restart(self, i, timeout=20.0):
         self.members[i].start(state="existing")

@@ -628,32 +628,11 @@ class Pam:
 
 # ---- fixtures --------------------------------------------------------------------
 
-def ensure_audit(w):
-    """Give the world an audit trail (a signing key the daemon's user
-    owns, a log directory) unless its configuration already has one."""
-    if "[audit]" in w.config_text():
-        return
-    key = os.path.join(w.daemon.secrets, "audit.key")
-    pub = os.path.join(w.dir, "audit.pub")
-    subprocess.run([daemon.binary("pmpgate"), "audit", "keygen",
-                    "--out-private", key, "--out-public", pub], check=True,
-                   capture_output=True)
-    os.chown(key, daemon.DAEMON_UID, daemon.DAEMON_UID)
-    os.chmod(key, 0o600)
-    logdir = os.path.join(w.daemon.dir, "auditlog")
-    os.makedirs(logdir, exist_ok=True)
-    os.chown(logdir, daemon.DAEMON_UID, daemon.DAEMON_UID)
-    os.chmod(logdir, 0o750)
-    w.overrides["audit"] = {"path": os.path.join(logdir, "audit.jsonl"),
-                            "signing_key": key, "syslog": "no"}
-
-
 @pytest.fixture(scope="module")
 def w():
     tmp = tempfile.mkdtemp(prefix="pmpgate-hostile-")
     wd = worldmod.World(tmp)
     try:
-        ensure_audit(wd)
         wd.start()
         wd.fake_sts = FakeSts(wd.ca)
         wd.pam = Pam(wd)

@@ -84,7 +84,8 @@ class Ledger:
             keys = {"backend": "file", "path": self.path}
         else:
             self.prefix = f"/conformance/{name}-{os.urandom(4).hex()}/"
-            keys = self.backend.cluster.ledger_keys(prefix=self.prefix)
+            keys = self.backend.cluster.ledger_keys(prefix=self.prefix,
+                                                    timeout="5s")
         ledger = "\n".join(f"{k} = {v}" for k, v in keys.items())
         fd = os.open(self.conf, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:

@@ -37,6 +37,8 @@ PROBE = os.path.join(BUILD, "probe", "ledgerprobe")
 PM = "procurement-manager"
 ADMIN = "pmp-administrator"
 TIMEOUT = 2  # [ledger] timeout, seconds
+ROUNDS = 20
+RACERS = 32
 
 CONF = """
 [daemon]
@@ -117,10 +119,13 @@ def restore(cluster):
 
 # ---- quorum -------------------------------------------------------------------
 
-def test_one_member_killed_issuance_continues(cluster, conf):
+@pytest.mark.parametrize("which", ["first", "leader"])
+def test_one_member_killed_issuance_continues(cluster, conf, which):
+    """The first endpoint killed (the client moves on), or the leader
+    killed just before the requests (they wait out the election within
+    [ledger] timeout)."""
     try:
-        # the first endpoint is the one killed: the client moves on
-        cluster.kill(0)
+        cluster.kill(0 if which == "first" else cluster.leader())
         for i in range(5):
             p = probe(conf, "reserve", f"u{i}", PM, f"T{i}")
             assert (p.returncode, p.stdout.strip()) == (0, "ok"), p.stderr
@@ -201,6 +206,41 @@ def test_reserve_latency_median(cluster, tmp_path):
     assert 0 < r["reserve_median_ms"] < 1000
 
 
+def test_two_hosts_race_conflicting_roles(cluster, tmp_path):
+    """Probes as two hosts (their own configs, the endpoints in opposite
+    orders, so each host talks to another member first): 16 x
+    procurement-manager on one, 16 x pmp-administrator on the other, for
+    one user, 20 rounds: exactly the requests of one role pass."""
+    os.chmod(tmp_path, 0o700)
+    for rnd in range(ROUNDS):
+        prefix = f"/two/{rnd}-{os.urandom(4).hex()}/"
+        host_a = write_conf(str(tmp_path / f"a{rnd}.conf"),
+                            cluster.ledger_keys(prefix=prefix,
+                                                timeout="5s"))
+        host_b = write_conf(str(tmp_path / f"b{rnd}.conf"),
+                            cluster.ledger_keys(
+                                prefix=prefix, timeout="5s",
+                                endpoints=" ".join(cluster.endpoints[::-1])))
+        jobs = [(host_a, PM, f"T{i}") if i % 2 else (host_b, ADMIN, f"T{i}")
+                for i in range(RACERS)]
+        procs = [subprocess.Popen([PROBE, c, "reserve", "alice", role, t],
+                                  stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+                 for c, role, t in jobs]
+        res = []
+        for p in procs:
+            out, err = p.communicate(timeout=60)
+            res.append((p.returncode, out.strip(), err.strip()))
+        won = {jobs[i][1] for i, r in enumerate(res) if r[0] == 0}
+        assert len(won) == 1, (rnd, res)
+        for i, (rc, out, err) in enumerate(res):
+            if jobs[i][1] in won:
+                assert (rc, out) == (0, "ok"), (rnd, i, out, err)
+            else:
+                assert rc == 1 and out.startswith("denied R6:"), \
+                    (rnd, i, out, err)
+
+
 # ---- password authentication -----------------------------------------------------
 
 def test_password_authentication(cluster, tmp_path):
@@ -227,26 +267,36 @@ def test_password_authentication(cluster, tmp_path):
                 f.write(text + "\n")
             return path
 
+        nocn = {"cert_file": cluster.client_cert_nocn[0],
+                "key_file": cluster.client_cert_nocn[1]}
         good = write_conf(str(tmp_path / "good.conf"), cluster.ledger_keys(
-            prefix="/auth/", password_file=pwfile("pw", "pmpgate:s3cret")))
+            prefix="/auth/", password_file=pwfile("pw", "pmpgate:s3cret"),
+            **nocn))
         p = probe(good, "reserve", "alice", PM, "T1")
         assert (p.returncode, p.stdout.strip()) == (0, "ok"), p.stderr
         p = probe(good, "reserve", "bob", PM, "T1")
         assert p.stdout.startswith("denied R7:"), (p.stdout, p.stderr)
 
         bad = write_conf(str(tmp_path / "bad.conf"), cluster.ledger_keys(
-            prefix="/auth/", password_file=pwfile("badpw", "pmpgate:nope")))
+            prefix="/auth/", password_file=pwfile("badpw", "pmpgate:nope"),
+            **nocn))
         p = probe(bad, "reserve", "carol", PM, "T2")
         assert p.returncode == 2 and "authentication" in p.stderr, p.stderr
         assert "nope" not in p.stderr and "s3cret" not in p.stderr
 
         outside = write_conf(str(tmp_path / "out.conf"), cluster.ledger_keys(
             prefix="/elsewhere/",
-            password_file=pwfile("pw2", "pmpgate:s3cret")))
+            password_file=pwfile("pw2", "pmpgate:s3cret"), **nocn))
         p = probe(outside, "reserve", "carol", PM, "T3")
         assert p.returncode == 2 and "permission denied" in p.stderr, \
             p.stderr
         assert p.stdout == ""
+
+        # a certificate with a Common Name: the gateway refuses it
+        cn = write_conf(str(tmp_path / "cn.conf"), cluster.ledger_keys(
+            prefix="/auth/", password_file=pwfile("pw3", "pmpgate:s3cret")))
+        p = probe(cn, "reserve", "carol", PM, "T4")
+        assert p.returncode == 2 and "CommonName" in p.stderr, p.stderr
     finally:
         p = ctl("auth", "disable", user="root:rootpw")
         assert p.returncode == 0, p.stderr
@@ -268,9 +318,6 @@ def test_password_file_checked(cluster, tmp_path):
 
 
 # ---- two hosts -----------------------------------------------------------------
-
-ROUNDS = 20
-RACERS = 32
 
 _n = [3000000]
 
@@ -303,13 +350,10 @@ def hosts(cluster):
     try:
         w.overrides = dict(common_overrides)
         w.overrides["ledger"] = host_ledger(cluster, w.daemon, prefix)
-        w.overrides["audit"] = {
-            "path": os.path.join(w.daemon.dir, "audit.jsonl")}
         w.start()
         b = w.add_host("hostb")
         b.write_config(w.config_text(
-            _daemon=b, ledger=host_ledger(cluster, b, prefix),
-            audit={"path": os.path.join(b.dir, "audit.jsonl")}))
+            _daemon=b, ledger=host_ledger(cluster, b, prefix)))
         b.start()
         yield w, w.daemon, b
     finally:
@@ -375,11 +419,11 @@ def test_two_hosts_no_quorum(hosts, cluster):
             assert "R9" in r.stderr and "etcd" in r.stderr, r.stderr
             assert took < 6, took   # [daemon] deadline
             assert "etcd" in host.output()
-            audit = os.path.join(host.dir, "audit.jsonl")
-            if os.path.exists(audit) and os.path.getsize(audit) > 0:
-                with open(audit) as f:
-                    last = json.loads(f.read().splitlines()[-1])
-                assert "etcd" in json.dumps(last), last
+            with open(host.audit_log) as f:
+                last = json.loads(f.read().splitlines()[-1])
+            assert last["user"] == "alice" and last["ticket"] == t, last
+            assert "R9" in json.dumps(last), last
+            assert "etcd" in json.dumps(last), last
     finally:
         restore(cluster)
     assert ask(w, b, "alice", PM, t1).returncode == 0

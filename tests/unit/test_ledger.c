@@ -25,6 +25,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "../../core/http.h"
 #include "../../core/ledger.h"
 
 #define PM "procurement-manager"
@@ -937,12 +938,13 @@ test_open(void **state)
 	assert_true(S_ISREG(st.st_mode));
 	env_close(&e);
 
-	/* etcd is not there yet */
+	/* an unknown backend */
 	env_init(&e, WINDOW);
-	snprintf(e.backend, sizeof(e.backend), "etcd");
+	snprintf(e.backend, sizeof(e.backend), "sqlite");
 	assert_int_equal(pg_ledger_open(&e.cfg, &l, err, sizeof(err)),
 			 PG_ECONFIG);
 	assert_non_null(strstr(err, "not supported"));
+	assert_null(l);
 
 	/* the directory is a symbolic link */
 	env_init(&e, WINDOW);
@@ -967,6 +969,121 @@ test_open(void **state)
 	assert_int_equal(pg_ledger_open(&e.cfg, &l, err, sizeof(err)),
 			 PG_ECONFIG);
 	pg_ledger_close(NULL);
+}
+
+/* The etcd backend: what pg_ledger_open checks (it contacts nobody), and
+ * an unreachable cluster refuses every operation (R9), never allows. */
+static void
+test_etcd_open(void **state)
+{
+	static const struct {
+		const char *name, *endpoint, *prefix, *cert, *key;
+		int plaintext, window;
+		const char *needle;
+	} bad[] = {
+		{ "no endpoints", NULL, "/p/", NULL, NULL, 0, WINDOW,
+		  "endpoints" },
+		{ "plaintext", "http://127.0.0.1:1", "/p/", NULL, NULL, 0,
+		  WINDOW, "is not https://" },
+		{ "not a URL", "127.0.0.1:1", "/p/", NULL, NULL, 1, WINDOW,
+		  "is not https://" },
+		{ "no prefix", "https://127.0.0.1:1", NULL, NULL, NULL, 0,
+		  WINDOW, "prefix" },
+		{ "prefix without '/'", "https://127.0.0.1:1", "/p", NULL,
+		  NULL, 0, WINDOW, "prefix" },
+		{ "no window", "https://127.0.0.1:1", "/p/", NULL, NULL, 0, 0,
+		  "window" },
+		{ "cert without key", "https://127.0.0.1:1", "/p/", "/c.pem",
+		  NULL, 0, WINDOW, "go together" },
+		{ "missing key file", "https://127.0.0.1:1", "/p/", "/c.pem",
+		  "/nonexistent/k.pem", 0, WINDOW, "key_file" },
+	};
+	const char *conflicts[] = { ADMIN };
+	char *eps[2] = { NULL, NULL }, err[512], path[256];
+	pg_ledger_facts f;
+	pg_reservation *res;
+	pg_ledger *l;
+	int64_t when;
+	void *hold;
+	size_t i;
+	int rule;
+	env e;
+
+	(void)state;
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		env_init(&e, bad[i].window);
+		snprintf(e.backend, sizeof(e.backend), "etcd");
+		eps[0] = (char *)bad[i].endpoint;
+		e.cfg.ledger.endpoints.v = eps;
+		e.cfg.ledger.endpoints.n = bad[i].endpoint ? 1 : 0;
+		e.cfg.ledger.prefix = (char *)bad[i].prefix;
+		e.cfg.ledger.cert_file = (char *)bad[i].cert;
+		e.cfg.ledger.key_file = (char *)bad[i].key;
+		e.cfg.ledger.allow_plaintext = bad[i].plaintext;
+		err[0] = '\0';
+		if (pg_ledger_open(&e.cfg, &l, err, sizeof(err)) != PG_ECONFIG ||
+		    l != NULL || strstr(err, bad[i].needle) == NULL)
+			fail_msg("%s: '%s'", bad[i].name, err);
+	}
+
+	/* a key file others may read, a password file without a user */
+	env_init(&e, WINDOW);
+	snprintf(e.backend, sizeof(e.backend), "etcd");
+	eps[0] = "https://127.0.0.1:1";
+	e.cfg.ledger.endpoints.v = eps;
+	e.cfg.ledger.endpoints.n = 1;
+	e.cfg.ledger.prefix = "/p/";
+	snprintf(path, sizeof(path), "%s/etcd-key.pem", tmpdir);
+	write_file(path, "key", 3, 0644);
+	e.cfg.ledger.cert_file = "/c.pem";
+	e.cfg.ledger.key_file = path;
+	assert_int_equal(pg_ledger_open(&e.cfg, &l, err, sizeof(err)),
+			 PG_ECONFIG);
+	e.cfg.ledger.cert_file = e.cfg.ledger.key_file = NULL;
+	snprintf(path, sizeof(path), "%s/etcd-pw", tmpdir);
+	write_file(path, ":nouser\n", 8, 0600);
+	e.cfg.ledger.password_file = path;
+	assert_int_equal(pg_ledger_open(&e.cfg, &l, err, sizeof(err)),
+			 PG_ECONFIG);
+	assert_non_null(strstr(err, "user:password"));
+	assert_null(strstr(err, "nouser"));
+
+	/* nothing listens: every operation refuses, none allows */
+	snprintf(path, sizeof(path), "%s/etcd-pw2", tmpdir);
+	write_file(path, "pmpgate:secret\n", 15, 0600);
+	e.cfg.ledger.password_file = path;
+	eps[0] = "http://127.0.0.1:1";
+	e.cfg.ledger.allow_plaintext = 1;
+	e.cfg.ledger.timeout_ms = 1000;
+	assert_int_equal(pg_ledger_open(&e.cfg, &l, err, sizeof(err)), PG_OK);
+	rule = -1;
+	assert_int_equal(pg_ledger_reserve(l, "alice", PM, "T1", conflicts, 1,
+					   0, T0, &res, &rule, err,
+					   sizeof(err)), PG_EUNAVAIL);
+	assert_null(res);
+	assert_int_equal(rule, PG_R9);
+	assert_null(strstr(err, "secret"));
+	assert_int_equal(pg_ledger_facts_get(l, "alice", PM, "T1", conflicts,
+					     1, T0, &f, &hold, err,
+					     sizeof(err)), PG_EUNAVAIL);
+	assert_null(hold);
+	assert_null(f.bound_user);
+	assert_int_equal(pg_ledger_last_issuance(l, "alice", PM, &when, err,
+						 sizeof(err)), PG_EUNAVAIL);
+	assert_int_equal(when, 0);
+	/* arguments are checked before anything is sent */
+	assert_int_equal(pg_ledger_reserve(l, "", PM, "T1", conflicts, 1, 0,
+					   T0, &res, &rule, err, sizeof(err)),
+			 PG_EINVAL);
+	/* no ticket, no conflicts: nothing to read, no facts */
+	assert_int_equal(pg_ledger_facts_get(l, "alice", PM, NULL, NULL, 0,
+					     T0, &f, &hold, err, sizeof(err)),
+			 PG_OK);
+	assert_null(f.conflict_role);
+	assert_null(f.bound_user);
+	pg_ledger_facts_free(hold);
+	pg_ledger_close(l);
+	pg_http_global_cleanup();
 }
 
 /* A write leaves one 0600 file, no temp file; a leftover temp file from a
@@ -1146,6 +1263,7 @@ main(void)
 		cmocka_unit_test(test_corrupt),
 		cmocka_unit_test(test_bad_files),
 		cmocka_unit_test(test_open),
+		cmocka_unit_test(test_etcd_open),
 		cmocka_unit_test(test_write),
 		cmocka_unit_test(test_values),
 	};
