@@ -22,7 +22,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -39,6 +38,10 @@ sys.path.insert(0, os.path.join(HERE, "..", "harness"))
 import common  # noqa: E402
 import daemon  # noqa: E402
 import world as worldmod  # noqa: E402
+
+# With PMPGATE_BUILD pointing at build-asan/ the daemon runs under ASan and
+# UBSan: nss_wrapper must then not dlopen with RTLD_DEEPBIND.
+SANITIZER_ENV = {"NSS_WRAPPER_DISABLE_DEEPBIND": "1"}
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0,
                                 reason="runs clients as test uids (setpriv)")
@@ -147,6 +150,7 @@ def wrong_name_cert(w, name):
 def w():
     tmp = tempfile.mkdtemp(prefix="pmpgate-faults-")
     wd = worldmod.World(tmp)
+    wd.daemon.extra_env.update(SANITIZER_ENV)
     try:
         wd.start()
         yield wd

@@ -58,6 +58,10 @@ sys.path.insert(0, os.path.join(HERE, "..", "harness"))
 import daemon  # noqa: E402
 import world as worldmod  # noqa: E402
 
+# With PMPGATE_BUILD pointing at build-asan/ the daemon runs under ASan and
+# UBSan: nss_wrapper must then not dlopen with RTLD_DEEPBIND.
+SANITIZER_ENV = {"NSS_WRAPPER_DISABLE_DEEPBIND": "1"}
+
 pytestmark = pytest.mark.skipif(os.geteuid() != 0,
                                 reason="runs clients as test uids (setpriv)")
 
@@ -583,6 +587,13 @@ class Pam:
         with open(self.driver, "w") as f:
             f.write(DRIVER)
         module = daemon.binary("pam_pmpgate.so")
+        plain = os.path.join(os.path.dirname(os.path.dirname(module)),
+                             "build", "pam_pmpgate.so")
+        if os.path.basename(os.path.dirname(module)) == "build-asan" and \
+                os.path.exists(plain):
+            # the daemon under the sanitizers; the module (a thin client,
+            # checked under ASan by test_pam.py) loaded by a plain python
+            module = plain
         with open(os.path.join(self.dir, "other"), "w") as f:
             f.write(f"account required {SECURITY}/pam_deny.so\n")
         with open(os.path.join(self.dir, "hostile"), "w") as f:
@@ -632,6 +643,7 @@ class Pam:
 def w():
     tmp = tempfile.mkdtemp(prefix="pmpgate-hostile-")
     wd = worldmod.World(tmp)
+    wd.daemon.extra_env.update(SANITIZER_ENV)
     try:
         wd.start()
         wd.fake_sts = FakeSts(wd.ca)
@@ -751,7 +763,6 @@ def good_record(number):
 
 
 def put_ticket_case(w, t, spec):
-    kw = {}
     if "raw" in spec:
         w.tickets.put_ticket("servicenow", t, raw=spec["raw"])
         return
@@ -789,7 +800,7 @@ def put_ticket_case(w, t, spec):
             rec.pop(v)
         else:
             rec[k] = v
-    w.tickets.put_ticket("servicenow", t, {"result": [rec]}, **kw)
+    w.tickets.put_ticket("servicenow", t, {"result": [rec]})
 
 
 def check_issued(r, max_duration=3600):
@@ -848,9 +859,6 @@ def run_sts(w, spec, code, cls):
     return line
 
 
-CONF_DIR = {}
-
-
 def config_text(w, spec):
     if "raw" in spec:
         return spec["raw"]
@@ -869,7 +877,8 @@ def config_text(w, spec):
 
 
 def run_config(w, spec, code, cls):
-    base = CONF_DIR.setdefault("dir", tempfile.mkdtemp(prefix="pmpgate-conf-"))
+    base = os.path.join(w.dir, "config-cases")
+    os.makedirs(base, exist_ok=True)
     os.chmod(base, 0o755)
     d = daemon.Pmpgated(base)
     text = config_text(w, spec)
@@ -1077,6 +1086,15 @@ def test_no_leak_no_crash_no_secret_in_log(w):
         assert bad not in log, log[-3000:]
 
 
+def test_zz_daemon_stops_cleanly(w):
+    """SIGTERM after the whole catalogue: a clean exit, and (when the
+    daemon is built with the sanitizers) no leak report at exit."""
+    assert w.daemon.stop() == 0
+    log = w.daemon.output()
+    for bad in ("AddressSanitizer", "runtime error:", "LeakSanitizer"):
+        assert bad not in log, log[-3000:]
+
+
 def test_zz_report(capsys):
     """The catalogue count by class (printed with the test output)."""
     with capsys.disabled():
@@ -1086,6 +1104,3 @@ def test_zz_report(capsys):
             slow = max((o[3] for o in done), default=0.0)
             print(f"  {cls:12s} {n:4d} cases, {len(done):4d} run, "
                   f"slowest {slow:.2f} s")
-    base = CONF_DIR.pop("dir", None)
-    if base:
-        shutil.rmtree(base, ignore_errors=True)

@@ -26,6 +26,10 @@ sys.path.insert(0, os.path.join(HERE, "..", "harness"))
 import daemon  # noqa: E402
 import world as worldmod  # noqa: E402
 
+# With PMPGATE_BUILD pointing at build-asan/ the daemon runs under ASan and
+# UBSan: nss_wrapper must then not dlopen with RTLD_DEEPBIND.
+SANITIZER_ENV = {"NSS_WRAPPER_DISABLE_DEEPBIND": "1"}
+
 pytestmark = pytest.mark.skipif(os.geteuid() != 0,
                                 reason="runs clients as test uids (setpriv)")
 
@@ -46,6 +50,7 @@ def new_id():
 def w():
     tmp = tempfile.mkdtemp(prefix="pmpgate-peers-")
     wd = worldmod.World(tmp)
+    wd.daemon.extra_env.update(SANITIZER_ENV)
     wd.overrides = {"daemon": {"deadline": f"{int(DEADLINE)}s",
                                "workers": str(WORKERS),
                                "max_per_uid": str(MAX_PER_UID)}}

@@ -36,6 +36,10 @@ sys.path.insert(0, os.path.join(HERE, "..", "harness"))
 import daemon  # noqa: E402
 import world as worldmod  # noqa: E402
 
+# With PMPGATE_BUILD pointing at build-asan/ the daemon runs under ASan and
+# UBSan: nss_wrapper must then not dlopen with RTLD_DEEPBIND.
+SANITIZER_ENV = {"NSS_WRAPPER_DISABLE_DEEPBIND": "1"}
+
 pytestmark = pytest.mark.skipif(os.geteuid() != 0,
                                 reason="starts the daemon as root")
 
@@ -56,6 +60,7 @@ def new_id():
 def w():
     tmp = tempfile.mkdtemp(prefix="pmpgate-sandbox-")
     wd = worldmod.World(tmp, as_root=True)
+    wd.daemon.extra_env.update(SANITIZER_ENV)
     try:
         wd.start()
         yield wd
@@ -139,6 +144,7 @@ def test_started_as_its_user_is_not_dumpable_either(w):
     """Under systemd (User=pmpgate) the daemon starts unprivileged."""
     tmp = tempfile.mkdtemp(prefix="pmpgate-sandbox-user-")
     wd = worldmod.World(tmp)
+    wd.daemon.extra_env.update(SANITIZER_ENV)
     try:
         wd.start()
         pid = wd.daemon.pid()
