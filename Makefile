@@ -132,7 +132,16 @@ integration: all probes
 	cd tests/integration && PMPGATE_BUILD=$(CURDIR)/$(BUILD) \
 		$(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
-check: deps-check unit unit-asan unit-valgrind integration fuzz-smoke
+# The daemon and clients under ASan+UBSan through the main end-to-end
+# suites: any sanitizer report fails the run.
+ASAN_SUITES := test_issuing.py test_separation.py test_audit_daemon.py \
+	test_cache.py test_hostile.py test_peers.py
+integration-asan:
+	$(MAKE) SANITIZE=1 all probes
+	cd tests/integration && PMPGATE_BUILD=$(CURDIR)/build-asan \
+		$(PYTHON) -m pytest -q -p no:cacheprovider $(ASAN_SUITES)
+
+check: deps-check unit unit-asan unit-valgrind integration integration-asan fuzz-smoke
 
 demo: deps-check all
 	PMPGATE_BUILD=$(CURDIR)/$(BUILD) $(PYTHON) tests/harness/demo.py

@@ -150,8 +150,21 @@ class Pmpgated:
             "NSS_WRAPPER_PASSWD": self.passwd,
             "NSS_WRAPPER_GROUP": self.group,
         }
+        if os.path.basename(os.path.normpath(build_dir())) == "build-asan":
+            # nss_wrapper's RTLD_DEEPBIND does not mix with ASan
+            e["NSS_WRAPPER_DISABLE_DEEPBIND"] = "1"
+            e["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=0"
+            e["UBSAN_OPTIONS"] = "print_stacktrace=1:halt_on_error=1"
         e.update(self.extra_env)
         return e
+
+    def sanitizer_reports(self):
+        """AddressSanitizer/UBSan/LeakSanitizer reports in the log."""
+        out = self.output()
+        return [line for line in out.splitlines()
+                if "ERROR: AddressSanitizer" in line
+                or "ERROR: LeakSanitizer" in line
+                or "runtime error:" in line]
 
     def argv(self, *extra):
         base = list(self.wrapper) + [binary("pmpgated"), "-f", "-c",
@@ -202,6 +215,10 @@ class Pmpgated:
         if self.proc is not None:
             rc = self.proc.stop()
             self.proc = None
+            reports = self.sanitizer_reports()
+            if reports:
+                raise AssertionError("pmpgated: sanitizer reports:\n" +
+                                     "\n".join(reports))
             return rc
         return None
 
