@@ -3,7 +3,7 @@
 # One list, used by "make deps", "make check", "make demo" and .ci/run.
 set -eu
 PKGS="build-essential pkg-config clang llvm ca-certificates openssl procps
-util-linux iproute2 groff-base binutils
+util-linux iproute2 groff-base binutils systemd
 libldap-dev libpam0g-dev libcurl4-openssl-dev libssl-dev libjansson-dev
 libexpat1-dev libcmocka-dev
 slapd ldap-utils libpam-wrapper libnss-wrapper python3-pypamtest libpamtest0
