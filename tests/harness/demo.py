@@ -198,11 +198,17 @@ def main():
         show("pmpgate-credentials --role procurement-manager --ticket "
              "CHG0012345    # as alice", r)
 
-        step("pmpgated's log of these decisions")
-        for line in w.daemon.output().splitlines():
-            if " decision=" in line or "issued " in line:
-                say("  " + line)
-        return 0
+        step("The auditor: the signed trail of these decisions")
+        r = sp.run([daemon.binary("pmpgate"), "audit", "show",
+                    "--format", "table", w.daemon.audit_log],
+                   capture_output=True, text=True, timeout=60)
+        show(f"pmpgate audit show {w.daemon.audit_log}", r)
+        r = sp.run([daemon.binary("pmpgate"), "audit", "verify",
+                    "--public-key", w.daemon.audit_pub, w.daemon.audit_log],
+                   capture_output=True, text=True, timeout=60)
+        show(f"pmpgate audit verify --public-key {w.daemon.audit_pub} "
+             f"{w.daemon.audit_log}", r)
+        return 0 if r.returncode == 0 else 1
     finally:
         if w is not None:
             w.stop()

@@ -899,3 +899,30 @@ def test_issue_answers_are_checked_before_anything_is_written(w, pam, extra,
             os.unlink(path)
         if os.path.lexists(d):
             os.rmdir(d)
+
+
+def test_account_decisions_are_audited_with_the_pam_context(w, pam):
+    """Every account decision leaves a permit or deny record carrying the
+    PAM service, tty and rhost, so an auditor sees refused logins too."""
+    t = new_id()
+    w.ticket(t)
+    svc = pam.service("audited")
+    before = len(w.daemon.audit_records())
+    r = pam.pamtester(svc, "alice", "acct_mgmt",
+                      items=["tty=pts/7", "rhost=198.51.100.23"],
+                      stdin=f"{t}\n")
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    r = pam.pamtester(svc, "carol", "acct_mgmt",
+                      items=["tty=pts/8", "rhost=198.51.100.24"],
+                      stdin=f"{t}\n")
+    assert r.returncode != 0
+    recs = w.daemon.audit_records()[before:]
+    assert [x["event"] for x in recs] == ["permit", "deny"], recs
+    permit, deny = recs
+    assert permit["user"] == "alice" and permit["uid"] == 0
+    assert permit["client"]["service"] == svc
+    assert permit["client"]["tty"] == "pts/7"
+    assert permit["client"]["rhost"] == "198.51.100.23"
+    assert deny["user"] == "carol" and "R1" in deny["rules"]
+    assert deny["client"]["service"] == svc
+    assert deny["client"]["rhost"] == "198.51.100.24"
