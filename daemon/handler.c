@@ -721,8 +721,7 @@ pg_handle(pg_worker *w, const pg_ctx *ctx, const pg_conn *c)
 
 		snprintf(reason, sizeof(reason), "uid %u has no user name on "
 			 "this host (R1 not-in-group)", (unsigned)c->uid);
-		if (pr.op != PG_OP_STATUS &&
-		    record(ctx, "deny", &anon, 1u << PG_R1, reason, 0, NULL, 0,
+		if (record(ctx, "deny", &anon, 1u << PG_R1, reason, 0, NULL, 0,
 			   NULL, err, sizeof(err)) != PG_OK)
 			pg_log(LOG_ERR, "audit deny record not written: %s", err);
 		answer_simple(c->fd, "deny", PG_R1, reason,
