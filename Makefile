@@ -197,12 +197,22 @@ clean:
 # libFuzzer harnesses built with ASan+UBSan, each linking the core/ and
 # client/ sources it exercises directly.  `make fuzz` builds them into
 # build-fuzz/; `make fuzz-smoke` runs each from its seed corpus
-# (tests/fuzz/corpus/NAME/) for FUZZ_SECONDS, new inputs going to a
+# (tests/fuzz/corpus/NAME/) for FUZZ_RUNS_NAME inputs (at most
+# FUZZ_SECONDS), new inputs going to a
 # scratch directory, and fails on any crash, leak, timeout or sanitizer
 # report (the reproducer is kept in build-fuzz/NAME-artifacts/).
 FUZZ_CC      ?= clang
 FUZZ_BUILD   := build-fuzz
-FUZZ_SECONDS ?= 20
+FUZZ_SECONDS ?= 300
+# make check runs a fixed number of inputs from a fixed seed, so that a
+# smoke run is the same on every machine (a finding reproduces); `make
+# fuzz-smoke FUZZ_SEED=0` draws a new seed.
+FUZZ_SEED ?= 1
+FUZZ_RUNS_config := 60000
+FUZZ_RUNS_proto  := 1000000
+FUZZ_RUNS_ticket := 1000000
+FUZZ_RUNS_sts    := 300000
+FUZZ_RUNS_audit  := 40000
 FUZZ_CFLAGS  := -std=c11 -g -O1 -fno-omit-frame-pointer \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	-Wall -Wextra -Werror -Wshadow -Wformat=2 -Wstrict-prototypes \
@@ -241,10 +251,16 @@ fuzz-smoke: $(FUZZ_BINS)
 	@set -e; for n in $(FUZZ_NAMES); do \
 		rm -rf $(FUZZ_BUILD)/$$n-new; \
 		mkdir -p $(FUZZ_BUILD)/$$n-new $(FUZZ_BUILD)/$$n-artifacts; \
-		echo "== fuzz $$n ($(FUZZ_SECONDS) s)"; \
+		runs=$$(case $$n in config) echo $(FUZZ_RUNS_config);; \
+			proto) echo $(FUZZ_RUNS_proto);; \
+			ticket) echo $(FUZZ_RUNS_ticket);; \
+			sts) echo $(FUZZ_RUNS_sts);; \
+			*) echo $(FUZZ_RUNS_audit);; esac); \
+		echo "== fuzz $$n ($$runs inputs, seed $(FUZZ_SEED))"; \
 		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		$(FUZZ_BUILD)/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) \
+			-seed=$(FUZZ_SEED) -runs=$$runs \
 			-timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
 			-artifact_prefix=$(FUZZ_BUILD)/$$n-artifacts/ \
 			$(FUZZ_BUILD)/$$n-new tests/fuzz/corpus/$$n \

@@ -734,15 +734,92 @@ static pg_err fn_tickets_url(struct parser *p, const struct keydef *k,
 	return set_str(p, base, k->off, val);
 }
 
+/* Longest id_pattern and largest {m,n} bound accepted. */
+#define ID_PATTERN_MAX 256
+#define ID_PATTERN_BOUND_MAX 255
+
+/*
+ * Why PAT is too costly to compile, or NULL.  glibc's regcomp copies the
+ * expression tree for every repetition, so a quantifier on a quantified
+ * expression ("a++", "(a+)+", "(a{9}){9}") and large bounds ("a{1000}")
+ * take memory exponential or linear in what the pattern says (and nested
+ * quantifiers are the classic catastrophic-backtracking shape); ticket ids
+ * need neither.
+ */
+static const char *
+id_pattern_cost(const char *pat)
+{
+	unsigned char inner[ID_PATTERN_MAX + 1];	/* per open group */
+	int depth = 0, quantified = 0, atom_has_quant = 0, in_bracket = 0;
+	const char *c;
+
+	if (strlen(pat) > ID_PATTERN_MAX)
+		return "is longer than 256 characters";
+	inner[0] = 0;
+	for (c = pat; *c != '\0'; c++) {
+		if (in_bracket) {
+			if (*c == ']' && c[-1] != '[' &&
+			    !(c[-1] == '^' && c[-2] == '['))
+				in_bracket = 0;
+			continue;
+		}
+		if (*c == '*' || *c == '+' || *c == '?' || *c == '{') {
+			if (quantified || atom_has_quant)
+				return "nests quantifiers (e.g. 'a++' or "
+				       "'(a+)+'), which ticket ids do not need";
+			if (*c == '{') {
+				unsigned long m = 0;
+
+				for (c++; *c != '\0' && *c != '}'; c++) {
+					if (*c >= '0' && *c <= '9') {
+						m = m * 10 + (unsigned long)
+						    (*c - '0');
+						if (m > ID_PATTERN_BOUND_MAX)
+							return "has a repetition "
+							       "bound above 255";
+					} else if (*c == ',') {
+						m = 0;
+					}
+				}
+				if (*c == '\0')
+					break;	/* regcomp reports it */
+			}
+			inner[depth] = 1;
+			quantified = 1;
+			continue;
+		}
+		quantified = 0;
+		atom_has_quant = 0;
+		if (*c == '\\' && c[1] != '\0') {
+			c++;
+		} else if (*c == '[') {
+			in_bracket = 1;
+		} else if (*c == '(') {
+			inner[++depth] = 0;
+		} else if (*c == ')' && depth > 0) {
+			atom_has_quant = inner[depth--];
+			if (atom_has_quant)
+				inner[depth] = 1;
+		} else if (*c == '|') {
+			continue;
+		}
+	}
+	return NULL;
+}
+
 static pg_err fn_id_pattern(struct parser *p, const struct keydef *k,
 			    void *base, const char *val)
 {
 	pg_config *cfg = base;
 	size_t n = strlen(val) + 5;
-	char *anchored = malloc(n);
+	const char *cost = id_pattern_cost(val);
+	char *anchored;
 	char msg[256];
 	int rc;
 
+	if (cost != NULL)
+		return perr(p, p->line, "[tickets] id_pattern %s", cost);
+	anchored = malloc(n);
 	if (anchored == NULL)
 		return pnomem(p);
 	/*

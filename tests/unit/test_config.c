@@ -826,6 +826,33 @@ static const struct bad_case bad_cases[] = {
 	{ "bad id_pattern paren", "[tickets]\nid_pattern = (a\n"
 	  "url = https://t.example.com/{ticket}\n" DIR AWS ROLE, 0, 2,
 	  "not a valid extended regular expression" },
+	{ "id_pattern stacking quantifiers", "[tickets]\nid_pattern = a+++++\n"
+	  "url = https://t.example.com/{ticket}\n" DIR AWS ROLE, 0, 2,
+	  "nests quantifiers" },
+	{ "id_pattern bound then star", "[tickets]\nid_pattern = CHG[0-9]{7}*\n"
+	  "url = https://t.example.com/{ticket}\n" DIR AWS ROLE, 0, 2,
+	  "nests quantifiers" },
+	{ "id_pattern quantified group of quantifiers",
+	  "[tickets]\nid_pattern = ((a+)x)+\n"
+	  "url = https://t.example.com/{ticket}\n" DIR AWS ROLE, 0, 2,
+	  "nests quantifiers" },
+	{ "id_pattern bounded group of bounds",
+	  "[tickets]\nid_pattern = (a{9}){9}\n"
+	  "url = https://t.example.com/{ticket}\n" DIR AWS ROLE, 0, 2,
+	  "nests quantifiers" },
+	{ "id_pattern huge bound", "[tickets]\nid_pattern = a{1000}\n"
+	  "url = https://t.example.com/{ticket}\n" DIR AWS ROLE, 0, 2,
+	  "repetition bound above 255" },
+	{ "id_pattern huge upper bound", "[tickets]\nid_pattern = a{1,300}\n"
+	  "url = https://t.example.com/{ticket}\n" DIR AWS ROLE, 0, 2,
+	  "repetition bound above 255" },
+	{ "id_pattern too long", "[tickets]\nid_pattern = "
+	  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	  "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n"
+	  "url = https://t.example.com/{ticket}\n" DIR AWS ROLE, 0, 2,
+	  "longer than 256" },
 	{ "id_pattern escaping its anchors", "[tickets]\nid_pattern = a)|(b\n"
 	  "url = https://t.example.com/{ticket}\n" DIR AWS ROLE, 0, 2,
 	  "not a valid extended regular expression" },
