@@ -573,33 +573,17 @@ build_url(const char *tmpl, const char *enc)
 }
 
 pg_err
-pg_ticket_fetch(pg_http *h, const pg_config *cfg, const char *id,
-		pg_deadline dl, pg_ticket *out, char *err, size_t errlen)
+pg_ticket_get(pg_http *h, const pg_config *cfg, const char *id,
+	      pg_deadline dl, pg_http_resp *resp, char *err, size_t errlen)
 {
 	static const char *const headers[] = { "Accept: application/json",
 					       NULL };
-	char shown[PG_SHOW_LEN], herr[256];
 	pg_secret token = { NULL, 0 };
-	pg_http_resp resp = { 0, NULL, 0 };
 	pg_http_req req;
-	char *enc = NULL, *url = NULL;
+	char *enc = NULL, *url = NULL, herr[256];
 	pg_err rc;
 
-	if (!out) {
-		snprintf(err, errlen, "ticket: invalid arguments");
-		return PG_EINTERNAL;
-	}
-	memset(out, 0, sizeof(*out));
 	memset(&req, 0, sizeof(req));
-	if (!h || !cfg) {
-		snprintf(err, errlen, "ticket: invalid arguments");
-		rc = PG_EINTERNAL;
-		goto out;
-	}
-	rc = pg_ticket_id_check(cfg, id, err, errlen);
-	if (rc != PG_OK)
-		goto out;
-	show_str(shown, sizeof(shown), id);
 	if (!cfg->tickets.url || !strstr(cfg->tickets.url, "{ticket}")) {
 		snprintf(err, errlen, "[tickets] url must contain {ticket}");
 		rc = PG_ECONFIG;
@@ -648,14 +632,41 @@ pg_ticket_fetch(pg_http *h, const pg_config *cfg, const char *id,
 	req.deadline = dl;
 	req.max_response = cfg->tickets.max_response;
 	herr[0] = '\0';
-	rc = pg_http_perform(h, &req, &resp, herr, sizeof(herr));
-	pg_secret_wipe(&token);
-	req.userpwd = NULL;
-	req.bearer = NULL;
-	if (rc != PG_OK) {
+	rc = pg_http_perform(h, &req, resp, herr, sizeof(herr));
+	if (rc != PG_OK)
 		snprintf(err, errlen, "ticket service: %s", herr);
+out:
+	pg_secret_wipe(&token);
+	free(url);
+	free(enc);
+	return rc;
+}
+
+pg_err
+pg_ticket_fetch(pg_http *h, const pg_config *cfg, const char *id,
+		pg_deadline dl, pg_ticket *out, char *err, size_t errlen)
+{
+	char shown[PG_SHOW_LEN];
+	pg_http_resp resp = { 0, NULL, 0 };
+	pg_err rc;
+
+	if (!out) {
+		snprintf(err, errlen, "ticket: invalid arguments");
+		return PG_EINTERNAL;
+	}
+	memset(out, 0, sizeof(*out));
+	if (!h || !cfg) {
+		snprintf(err, errlen, "ticket: invalid arguments");
+		rc = PG_EINTERNAL;
 		goto out;
 	}
+	rc = pg_ticket_id_check(cfg, id, err, errlen);
+	if (rc != PG_OK)
+		goto out;
+	show_str(shown, sizeof(shown), id);
+	rc = pg_ticket_get(h, cfg, id, dl, &resp, err, errlen);
+	if (rc != PG_OK)
+		goto out;
 	if (resp.status == 404) {
 		snprintf(err, errlen, "ticket %s not found", shown);
 		rc = PG_ENOTFOUND;
@@ -679,10 +690,7 @@ pg_ticket_fetch(pg_http *h, const pg_config *cfg, const char *id,
 	rc = pg_ticket_parse(cfg, id, resp.body ? resp.body : "", resp.len,
 			     out, err, errlen);
 out:
-	pg_secret_wipe(&token);
 	pg_http_resp_free(&resp);
-	free(url);
-	free(enc);
 	if (rc != PG_OK)
 		pg_ticket_free(out);
 	return rc;

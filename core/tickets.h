@@ -81,6 +81,17 @@ pg_err pg_ticket_from_json(const pg_config *cfg, const char *id, json_t *doc,
 pg_err pg_ticket_parse(const pg_config *cfg, const char *id, const char *body,
 		       size_t len, pg_ticket *out, char *err, size_t errlen);
 
+/*
+ * GET the ticket service's answer for ID (URL-encoded into [tickets] url,
+ * with the token from token_file, wiped after): PG_OK with any HTTP
+ * status in *resp (free with pg_http_resp_free), or the transport error.
+ * ID is not checked here: pg_ticket_fetch checks it first; `pmpgate
+ * doctor` asks for a ticket that cannot exist.
+ */
+pg_err pg_ticket_get(pg_http *h, const pg_config *cfg, const char *id,
+		     pg_deadline dl, pg_http_resp *resp, char *err,
+		     size_t errlen);
+
 /* Check the id, fetch, parse.  See the status mapping above.  A bad id
  * is PG_EINVAL and no request is made.  On error *out is empty. */
 pg_err pg_ticket_fetch(pg_http *h, const pg_config *cfg, const char *id,

@@ -311,68 +311,14 @@ static void
 check_tickets(pg_worker *w, const pg_config *cfg, json_t *checks,
 	      pg_deadline dl, int *failed)
 {
-	static const char *const headers[] = { "Accept: application/json",
-					       NULL };
-	static const char mark[] = "{ticket}";
-	pg_secret token = { NULL, 0 };
 	pg_http_resp resp = { 0, NULL, 0 };
-	pg_http_req req;
-	char err[512], detail[768], *url = NULL, *enc = NULL;
-	const char *at;
-	size_t pre;
+	char err[512], detail[768];
 	pg_err e;
 
-	memset(&req, 0, sizeof(req));
-	at = cfg->tickets.url ? strstr(cfg->tickets.url, mark) : NULL;
-	enc = pg_url_encode(PG_DOCTOR_PROBE_TICKET);
-	if (at == NULL || enc == NULL) {
-		add_check(checks, "tickets", "fail", at == NULL ?
-			  "[tickets] url has no {ticket}" : "out of memory",
-			  "", failed);
-		goto out;
-	}
-	pre = (size_t)(at - cfg->tickets.url);
-	if (asprintf(&url, "%.*s%s%s", (int)pre, cfg->tickets.url, enc,
-		     at + sizeof(mark) - 1) < 0) {
-		url = NULL;
-		add_check(checks, "tickets", "fail", "out of memory", "",
-			  failed);
-		goto out;
-	}
-	if (cfg->tickets.auth != PG_AUTH_NONE) {
-		if (cfg->tickets.token_file == NULL) {
-			add_check(checks, "tickets", "fail", "[tickets] auth "
-				  "needs token_file", "set [tickets] "
-				  "token_file", failed);
-			goto out;
-		}
-		e = pg_secret_read_file(cfg->tickets.token_file, &token, err,
-					sizeof(err));
-		if (e != PG_OK) {
-			add_check(checks, "tickets", "fail", err, "the token "
-				  "file must be readable by the daemon's user "
-				  "only (mode 0600 or 0400)", failed);
-			goto out;
-		}
-		if (cfg->tickets.auth == PG_AUTH_BASIC)
-			req.userpwd = token.buf;
-		else
-			req.bearer = token.buf;
-	}
-	req.method = "GET";
-	req.url = url;
-	req.ca_file = cfg->tickets.ca_file;
-	req.allow_plaintext = cfg->tickets.allow_plaintext;
-	req.headers = headers;
-	req.timeout_ms = (long)cfg->tickets.timeout_ms;
-	req.deadline = dl;
-	req.max_response = cfg->tickets.max_response;
-	err[0] = '\0';
-	e = pg_http_perform(w->http, &req, &resp, err, sizeof(err));
-	pg_secret_wipe(&token);
-	req.userpwd = req.bearer = NULL;
+	e = pg_ticket_get(w->http, cfg, PG_DOCTOR_PROBE_TICKET, dl, &resp,
+			  err, sizeof(err));
 	if (e != PG_OK) {
-		snprintf(detail, sizeof(detail), "ticket service: %s", err);
+		snprintf(detail, sizeof(detail), "%s", err);
 		add_check(checks, "tickets", "fail", detail,
 			  strstr(err, "TLS") || strstr(err, "certificate") ||
 			  strstr(err, "SSL") ?
@@ -398,11 +344,7 @@ check_tickets(pg_worker *w, const pg_config *cfg, json_t *checks,
 			  "url: a lookup of a ticket that does not exist "
 			  "should answer 200 or 404", failed);
 	}
-out:
-	pg_secret_wipe(&token);
 	pg_http_resp_free(&resp);
-	free(url);
-	free(enc);
 }
 
 /* Split "arn:PART:SVC::ACCOUNT:RESOURCE": ACCOUNT and RESOURCE. */
