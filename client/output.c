@@ -1,12 +1,14 @@
 /* output.c - formatting for the thin clients; see output.h. */
 #include "output.h"
 
+#include <errno.h>
 #include <stdalign.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "proto.h"
 
@@ -517,4 +519,43 @@ void
 pg_json_wipe_on_free(void)
 {
 	json_set_alloc_funcs(wipe_malloc, wipe_free);
+}
+
+int
+pg_write_fd(int fd, const char *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, buf, len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+pg_err
+pg_client_timeout(int *ms)
+{
+	const char *t = getenv("PMPGATE_TIMEOUT");
+	long s = 0;
+
+	*ms = PG_CLIENT_TIMEOUT_DEFAULT_S * 1000;
+	if (t == NULL || *t == '\0')
+		return PG_OK;
+	for (const char *p = t; *p; p++) {
+		if (*p < '0' || *p > '9')
+			return PG_EUSAGE;
+		s = s * 10 + (*p - '0');
+		if (s > PG_CLIENT_TIMEOUT_MAX_S)
+			return PG_EUSAGE;
+	}
+	if (s < 1)
+		return PG_EUSAGE;
+	*ms = (int)s * 1000;
+	return PG_OK;
 }

@@ -98,4 +98,15 @@ void pg_wipe_free(void *p, size_t len);
  * this library never hands out such memory. */
 void pg_json_wipe_on_free(void);
 
+/* Write all of BUF to FD (blocking, EINTR retried).  0 or -1. */
+int pg_write_fd(int fd, const char *buf, size_t len);
+
+/* The clients' default and largest timeout for one call, in seconds. */
+#define PG_CLIENT_TIMEOUT_DEFAULT_S 60
+#define PG_CLIENT_TIMEOUT_MAX_S 3600
+
+/* The client timeout in ms from PMPGATE_TIMEOUT (whole seconds, 1..3600;
+ * unset or empty: the default).  PG_EUSAGE when malformed. */
+pg_err pg_client_timeout(int *ms);
+
 #endif

@@ -25,8 +25,6 @@
 #endif
 
 #define PROG "pmpgate-credentials"
-#define DEFAULT_TIMEOUT_S 60
-#define MAX_TIMEOUT_S 3600
 
 static void
 usage_line(const char *msg)
@@ -58,46 +56,6 @@ print_help(void)
 	       "\n"
 	       "Exit: 0 issued, 1 refused, 2 usage, 3 unavailable, 4 internal.\n",
 	       PROG, PG_DEFAULT_SOCKET);
-}
-
-/* Write all of BUF to stdout; 0 on success. */
-static int
-write_stdout(const char *buf, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(STDOUT_FILENO, buf, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-/* The client timeout in ms from PMPGATE_TIMEOUT (whole seconds). */
-static pg_err
-client_timeout(int *ms)
-{
-	const char *t = getenv("PMPGATE_TIMEOUT");
-	long s = 0;
-
-	*ms = DEFAULT_TIMEOUT_S * 1000;
-	if (t == NULL || *t == '\0')
-		return PG_OK;
-	for (const char *p = t; *p; p++) {
-		if (*p < '0' || *p > '9')
-			return PG_EUSAGE;
-		s = s * 10 + (*p - '0');
-		if (s > MAX_TIMEOUT_S)
-			return PG_EUSAGE;
-	}
-	if (s < 1)
-		return PG_EUSAGE;
-	*ms = (int)s * 1000;
-	return PG_OK;
 }
 
 int
@@ -202,7 +160,7 @@ main(int argc, char **argv)
 		ex = PG_EXIT_USAGE;
 		goto out;
 	}
-	if (client_timeout(&timeout_ms) != PG_OK) {
+	if (pg_client_timeout(&timeout_ms) != PG_OK) {
 		usage_line("PMPGATE_TIMEOUT must be 1..3600 seconds");
 		ex = PG_EXIT_USAGE;
 		goto out;
@@ -249,7 +207,7 @@ main(int argc, char **argv)
 		ex = PG_EXIT_INTERNAL;
 		goto out;
 	}
-	if (write_stdout(out, outlen) != 0) {
+	if (pg_write_fd(STDOUT_FILENO, out, outlen) != 0) {
 		fprintf(stderr, "%s: error: cannot write the credentials: %s\n",
 			PROG, strerror(errno));
 		ex = PG_EXIT_INTERNAL;

@@ -843,24 +843,6 @@ fail:
 	return -1;
 }
 
-/* Write all of BUF to FD. */
-static int
-write_fd(int fd, const char *buf, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, buf, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /*
  * Write TEXT as CREDS_DIR/<uid>/credentials, mode 0600, owned by the user:
  * into a new file created with O_EXCL|O_NOFOLLOW, then renamed over the
@@ -913,7 +895,7 @@ write_credentials(const opts *o, uid_t uid, gid_t gid, const char *text,
 	}
 	tmp_made = true;
 	if (fchown(fd, uid, gid) != 0 || fchmod(fd, 0600) != 0 ||
-	    write_fd(fd, text, len) != 0 || fsync(fd) != 0) {
+	    pg_write_fd(fd, text, len) != 0 || fsync(fd) != 0) {
 		snprintf(err, errlen, "%s: cannot write: %s", path,
 			 strerror(errno));
 		goto out;

@@ -25,23 +25,7 @@ pg_cli_socket(void)
 pg_err
 pg_cli_timeout(int *ms)
 {
-	const char *t = getenv("PMPGATE_TIMEOUT");
-	long s = 0;
-
-	*ms = PG_CLI_TIMEOUT_DEFAULT_S * 1000;
-	if (t == NULL || *t == '\0')
-		return PG_OK;
-	for (const char *p = t; *p; p++) {
-		if (*p < '0' || *p > '9')
-			return PG_EUSAGE;
-		s = s * 10 + (*p - '0');
-		if (s > PG_CLI_TIMEOUT_MAX_S)
-			return PG_EUSAGE;
-	}
-	if (s < 1)
-		return PG_EUSAGE;
-	*ms = (int)s * 1000;
-	return PG_OK;
+	return pg_client_timeout(ms);
 }
 
 int

@@ -21,9 +21,6 @@
 #include "../core/err.h"
 
 #define PG_CLI_PROG "pmpgate"
-/* PMPGATE_TIMEOUT: default and largest, in seconds. */
-#define PG_CLI_TIMEOUT_DEFAULT_S 60
-#define PG_CLI_TIMEOUT_MAX_S 3600
 
 /* The socket: PMPGATE_SOCKET, else the compiled-in default. */
 const char *pg_cli_socket(void);

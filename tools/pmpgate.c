@@ -85,7 +85,7 @@ print_help(void)
 	printf("\nThe socket defaults to $PMPGATE_SOCKET or %s;\n"
 	       "PMPGATE_TIMEOUT sets the client timeout in seconds (default %d).\n"
 	       "Exit: 0 ok, 1 refused, 2 usage, 3 unavailable, 4 internal.\n",
-	       PG_DEFAULT_SOCKET, PG_CLI_TIMEOUT_DEFAULT_S);
+	       PG_DEFAULT_SOCKET, PG_CLIENT_TIMEOUT_DEFAULT_S);
 }
 
 /*
