@@ -191,7 +191,7 @@ install: all
 	install -m 0644 README.md INSTALL docs/*.md $(DESTDIR)$(DOCDIR)/
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 # ---- fuzzing (tests/fuzz) ----------------------------------------------------
 # libFuzzer harnesses built with ASan+UBSan, each linking the core/ and
