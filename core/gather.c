@@ -273,6 +273,10 @@ gather_people(pg_dir *dir, const pg_role_cfg *role, pg_deadline dl,
 	/* An unknown or ambiguous name is not the user. */
 	f->for_user = st[0] == PG_OK ? is_user(g, dns[0]) : PG_FACT_NO;
 	f->requester_is_user = st[1] == PG_OK ? is_user(g, dns[1]) : PG_FACT_NO;
+	/* A requester the directory cannot name cannot be told apart from
+	 * the user or the approvers: pg_decide() refuses (R4, R5). */
+	f->requester_status = (t->requester == NULL || t->requester[0] == '\0')
+			      ? PG_ENOTFOUND : st[1];
 
 	for (i = 0; i < na; i++) {
 		pg_person *p = &g->approvers[i];

@@ -200,6 +200,15 @@ rule_four_eyes(const pg_role_cfg *role, const pg_facts *f, pg_decision *d)
 	if (f->ticket_status != PG_OK || t == NULL)
 		return;		/* R3 or R9 already fails */
 	need = pg_role_min_approvals(role, t->category);
+	if (f->dir_status == PG_OK && f->requester_status != PG_OK) {
+		fail(d, PG_R4, "ticket %s's requester (%s) %s, so approvals "
+		     "cannot be checked against the requester", t->id,
+		     t->requester && t->requester[0] ? t->requester : "none",
+		     f->requester_status == PG_EAMBIGUOUS ?
+		     "matches several directory entries" :
+		     "is not in the directory");
+		return;
+	}
 	for (i = 0; i < f->n_approvers; i++) {
 		const pg_person *p = &f->approvers[i];
 
@@ -273,7 +282,13 @@ rule_requester(const pg_role_cfg *role, const pg_request *req,
 	if (role->requester_may_hold || f->ticket_status != PG_OK ||
 	    f->ticket == NULL)
 		return;
-	if (f->requester_is_user == PG_FACT_YES)
+	if (f->dir_status == PG_OK && f->requester_status != PG_OK)
+		fail(d, PG_R5, "ticket %s's requester (%s) cannot be found in "
+		     "the directory, so it cannot be told apart from %s",
+		     f->ticket->id, f->ticket->requester &&
+		     f->ticket->requester[0] ? f->ticket->requester : "none",
+		     req->user);
+	else if (f->requester_is_user == PG_FACT_YES)
 		fail(d, PG_R5, "%s requested ticket %s and may not also hold "
 		     "role %s", req->user, f->ticket->id, role->name);
 	else if (f->requester_is_user == PG_FACT_UNKNOWN)

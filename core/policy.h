@@ -98,6 +98,9 @@ typedef struct pg_facts {
 	const pg_ticket *ticket;	/* when ticket_status == PG_OK */
 	pg_fact for_user;		/* requested_for resolves to the user */
 	pg_fact requester_is_user;	/* requester resolves to the user */
+	pg_err requester_status;	/* resolving the requester: PG_OK, or
+					   PG_ENOTFOUND/PG_EAMBIGUOUS/PG_EINVAL
+					   (also when the ticket names none) */
 	const pg_person *approvers;
 	size_t n_approvers;
 

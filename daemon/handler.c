@@ -28,6 +28,9 @@
 /* Largest session policy file read. */
 #define PG_POLICY_MAX 65536
 
+/* Longest wait for the request line (within the deadline). */
+#define PG_REQUEST_READ_MS 2000
+
 /* Slack for writing the answer after the deadline has been spent. */
 #define ANSWER_MS 1000
 
@@ -679,7 +682,8 @@ void
 pg_handle(pg_worker *w, const pg_ctx *ctx, const pg_conn *c)
 {
 	const pg_config *cfg = ctx->cfg;
-	pg_deadline dl = pg_deadline_in(cfg->daemon.deadline_ms);
+	pg_deadline dl = (c->accepted_ms > 0 ? c->accepted_ms : pg_mono_ms()) +
+			 cfg->daemon.deadline_ms;
 	char err[256], reason[512], namebuf[4096], host[256];
 	struct passwd pw, *pwp = NULL;
 	json_t *doc = NULL;
@@ -689,11 +693,14 @@ pg_handle(pg_worker *w, const pg_ctx *ctx, const pg_conn *c)
 	size_t len = 0;
 	pg_err e;
 
+	/* Clients send their line at once: one that does not is not allowed
+	 * to hold a worker for the whole deadline. */
 	e = pg_proto_read_line(c->fd, PG_PROTO_MAX,
-			       (int)pg_deadline_left(dl), &line, &len);
+			       (int)pg_deadline_cap(dl, PG_REQUEST_READ_MS),
+			       &line, &len);
 	if (e != PG_OK) {
 		answer_simple(c->fd, "error", -1, e == PG_ETIMEOUT ?
-			      "no complete request line before the deadline" :
+			      "no complete request line in time" :
 			      "request is not one line of at most 64 KiB",
 			      pg_err_exit(PG_EUSAGE), dl);
 		goto out;

@@ -9,6 +9,7 @@
 #ifndef PMPGATED_HANDLER_H
 #define PMPGATED_HANDLER_H
 
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "../core/config.h"
@@ -33,6 +34,8 @@ typedef struct pg_conn {
 	uid_t uid;
 	gid_t gid;
 	pid_t pid;
+	int64_t accepted_ms;	/* pg_mono_ms() at accept: the deadline
+				   counts from here, queueing included */
 } pg_conn;
 
 /* Process info for "status". */

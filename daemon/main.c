@@ -8,7 +8,9 @@
  */
 #include <errno.h>
 #include <grp.h>
+#include <jansson.h>
 #include <libgen.h>
+#include <malloc.h>
 #include <signal.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -50,65 +52,65 @@ harden(void)
 	return setenv("LDAPNOINIT", "1", 1);
 }
 
-/* The directory holding the socket: created for the daemon's user. */
+/*
+ * A directory for the daemon's user (as root, before dropping): created
+ * with MODE and given to PW when it does not exist; an existing one is
+ * never chowned or chmodded (it may be /run or /var/log), only checked:
+ * a directory, not a symlink, not writable by group or others.
+ */
 static int
-make_socket_dir(const char *socket_path, const struct passwd *pw)
-{
-	char *copy = strdup(socket_path), *dir;
-	struct stat st;
-	int rc = -1;
-
-	if (copy == NULL)
-		return -1;
-	dir = dirname(copy);
-	if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-		goto out;
-	if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode) ||
-	    (st.st_mode & (S_IWGRP | S_IWOTH))) {
-		errno = EPERM;
-		goto out;
-	}
-	if (pw != NULL && st.st_uid == 0 &&
-	    chown(dir, pw->pw_uid, pw->pw_gid) != 0)
-		goto out;
-	rc = 0;
-out:
-	free(copy);
-	return rc;
-}
-
-/* A state directory the daemon's user owns (created as root). */
-static int
-make_owned_dir(const char *dir, const struct passwd *pw)
+make_dir_for(const char *dir, mode_t mode, const struct passwd *pw)
 {
 	struct stat st;
+	int created;
 
-	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+	created = mkdir(dir, mode) == 0;
+	if (!created && errno != EEXIST)
 		return -1;
 	if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
 		errno = ENOTDIR;
 		return -1;
 	}
-	if (st.st_uid == 0 && chown(dir, pw->pw_uid, pw->pw_gid) != 0)
+	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+		errno = EPERM;
+		return -1;
+	}
+	if (created && pw != NULL &&
+	    (chown(dir, pw->pw_uid, pw->pw_gid) != 0 ||
+	     chmod(dir, mode) != 0))
 		return -1;
 	return 0;
 }
 
-/* The audit log's directory: created for the daemon's user (0750). */
+/* The directory that holds PATH (a socket or a log file). */
 static int
-make_log_dir(const char *log_path, const struct passwd *pw)
+make_parent_for(const char *path, mode_t mode, const struct passwd *pw)
 {
-	char *copy = strdup(log_path), *dir;
+	char *copy = strdup(path);
 	int rc;
 
 	if (copy == NULL)
 		return -1;
-	dir = dirname(copy);	/* dirname() may write into copy */
-	rc = make_owned_dir(dir, pw);
-	if (rc == 0)
-		rc = chmod(dir, 0750);
+	rc = make_dir_for(dirname(copy), mode, pw);
 	free(copy);
 	return rc;
+}
+
+/* Jansson's memory: every block it frees is wiped first, so that the
+ * buffers it grows while encoding an answer with credentials, and its
+ * parse buffers, leave no copy of a secret behind. */
+static void *
+wiping_malloc(size_t n)
+{
+	return malloc(n);
+}
+
+static void
+wiping_free(void *p)
+{
+	if (p != NULL)
+		explicit_bzero(p, malloc_usable_size(p));
+	free(p);
 }
 
 /* Drop to PW for good and prove root cannot be regained. */
@@ -144,6 +146,7 @@ main(int argc, char **argv)
 	closefrom(3);
 	/* A file-size limit must fail the audit write, not kill us. */
 	signal(SIGXFSZ, SIG_IGN);
+	json_set_alloc_funcs(wiping_malloc, wiping_free);
 	if (harden() != 0) {
 		fprintf(stderr, "pmpgated: cannot harden the process: %s\n",
 			strerror(errno));
@@ -188,18 +191,18 @@ main(int argc, char **argv)
 			goto fail_usage;
 		}
 	}
-	if (make_socket_dir(cfg->daemon.socket, pw) != 0) {
+	if (make_parent_for(cfg->daemon.socket, 0755, pw) != 0) {
 		fprintf(stderr, "pmpgated: socket directory for %s: %s\n",
 			cfg->daemon.socket, strerror(errno));
 		goto fail_usage;
 	}
-	if (pw != NULL && make_log_dir(cfg->audit.path, pw) != 0) {
+	if (pw != NULL && make_parent_for(cfg->audit.path, 0750, pw) != 0) {
 		fprintf(stderr, "pmpgated: audit log directory for %s: %s\n",
 			cfg->audit.path, strerror(errno));
 		goto fail_usage;
 	}
 	if (pw != NULL && strcmp(cfg->ledger.backend, "file") == 0 &&
-	    make_owned_dir(cfg->ledger.path, pw) != 0) {
+	    make_dir_for(cfg->ledger.path, 0700, pw) != 0) {
 		fprintf(stderr, "pmpgated: ledger directory %s: %s\n",
 			cfg->ledger.path, strerror(errno));
 		goto fail_usage;

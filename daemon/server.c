@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../core/deadline.h"
 #include "../core/log.h"
 #include "handler.h"
 
@@ -47,7 +48,8 @@ pg_server_listen(const char *path, int *fd, char *err, size_t errlen)
 {
 	struct sockaddr_un sa;
 	struct stat st;
-	int s = -1;
+	mode_t old_mask;
+	int s = -1, rc;
 	pg_err e = PG_ECONFIG;
 
 	*fd = -1;
@@ -67,8 +69,12 @@ pg_server_listen(const char *path, int *fd, char *err, size_t errlen)
 		(void)unlink(path);
 	}
 	s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (s < 0 || bind(s, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
-	    chmod(path, 0666) != 0 || listen(s, 128) != 0) {
+	/* Mode 0666 from bind() itself: no chmod by name that a swapped
+	 * path could redirect. */
+	old_mask = umask(0111);
+	rc = s < 0 ? -1 : bind(s, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old_mask);
+	if (rc != 0 || listen(s, 128) != 0) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		e = PG_EUNAVAIL;
 		goto out;
@@ -229,6 +235,7 @@ enqueue(int fd, const struct ucred *uc, int max_per_uid)
 		c->uid = uc->uid;
 		c->gid = uc->gid;
 		c->pid = uc->pid;
+		c->accepted_ms = pg_mono_ms();
 		S.count++;
 		pthread_cond_signal(&S.cond);
 	}

@@ -122,6 +122,8 @@ def read_answer(s):
 
 
 def test_silent_client_is_answered_within_the_deadline(w):
+    """A client that sends nothing holds a worker for at most 2 s (the
+    request line's own limit, inside the deadline), then is told why."""
     s = connect(w)
     start = time.monotonic()
     ans = read_answer(s)
@@ -129,8 +131,8 @@ def test_silent_client_is_answered_within_the_deadline(w):
     s.close()
     assert ans is not None and ans["status"] == "error", ans
     assert ans["exit"] == 2
-    assert "deadline" in ans["reason"], ans
-    assert DEADLINE - 0.5 <= t <= DEADLINE + 1.5, t
+    assert "no complete request line" in ans["reason"], ans
+    assert 1.5 <= t <= min(DEADLINE, 2.0) + 1.5, t
     print(f"silent client answered after {t:.2f} s (deadline {DEADLINE} s)")
 
 
@@ -176,7 +178,7 @@ def test_half_a_line_then_silence(w):
     ans = read_answer(s)
     s.close()
     assert ans is not None and ans["status"] == "error"
-    assert "deadline" in ans["reason"]
+    assert "no complete request line" in ans["reason"]
 
 
 @pytest.mark.parametrize("raw", [b"not json\n", b'{"v":1}\n',

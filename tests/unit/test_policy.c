@@ -170,6 +170,9 @@ static void m_bound_other_user(struct world *w) { w->f.ledger.bound_user = "bob"
 static void m_bound_other_role(struct world *w) { w->f.ledger.bound_user = "alice"; w->f.ledger.bound_role = "pmp-administrator"; }
 static void m_bound_same(struct world *w) { w->f.ledger.bound_user = "alice"; w->f.ledger.bound_role = "procurement-manager"; w->f.ledger.uses = 5; }
 static void m_admin_max_uses(struct world *w) { m_admin(w); w->f.ledger.bound_user = "alice"; w->f.ledger.bound_role = "pmp-administrator"; w->f.ledger.uses = 2; }
+static void m_requester_unknown(struct world *w) { w->f.requester_status = PG_ENOTFOUND; w->t.requester = "ghost"; }
+static void m_admin_requester_unknown_dir(struct world *w) { m_admin(w); w->f.requester_status = PG_ENOTFOUND; w->t.requester = NULL; }
+static void m_requester_ambiguous(struct world *w) { w->f.requester_status = PG_EAMBIGUOUS; w->t.requester = "dup@example.com"; }
 static void m_audit_down(struct world *w) { w->f.audit_status = PG_EAUDIT; w->f.audit_error = "disk full"; }
 static void m_both_groups_self_private(struct world *w) { m_conflict(w); m_private_self(w); w->ap[1] = w->ap[0]; w->ap[1].name = "alice"; w->ap[1].is_user = PG_FACT_YES; w->ap[0].is_user = PG_FACT_YES; }
 static void m_admin_all_sod(struct world *w) { m_admin_requester(w); w->f.conflicts[0].member = PG_FACT_YES; w->ap[0].is_user = PG_FACT_YES; w->f.ledger.conflict_role = "procurement-manager"; w->f.ledger.bound_user = "bob"; w->f.ledger.bound_role = "pmp-administrator"; }
@@ -243,6 +246,9 @@ static const struct tcase cases[] = {
 	{ "bound to other role", m_bound_other_role, B(PG_R7), 0, PG_DENIED, "bound to role pmp-administrator" },
 	{ "bound to same, no max", m_bound_same, 0, 3600, PG_OK, "allowed" },
 	{ "max uses reached", m_admin_max_uses, B(PG_R7), 0, PG_DENIED, "max_uses 2" },
+	{ "requester not in the directory", m_requester_unknown, B(PG_R4), 0, PG_DENIED, "requester (ghost) is not in the directory" },
+	{ "requester ambiguous", m_requester_ambiguous, B(PG_R4), 0, PG_DENIED, "matches several directory entries" },
+	{ "admin ticket without requester", m_admin_requester_unknown_dir, B(PG_R4) | B(PG_R5), 0, PG_DENIED, "requester (none)" },
 	{ "audit down", m_audit_down, B(PG_R9), 0, PG_EUNAVAIL, "audit trail unavailable: disk full" },
 	{ "self-approved private offer, both groups", m_both_groups_self_private, B(PG_R2) | B(PG_R4), 0, PG_DENIED, "(R2 conflicting-groups); ticket CHG0012345 was approved only by you (R4 four-eyes)" },
 	{ "every separation rule at once", m_admin_all_sod, B(PG_R2) | B(PG_R4) | B(PG_R5) | B(PG_R6) | B(PG_R7), 0, PG_DENIED, "(R7 ticket-bound)" },
