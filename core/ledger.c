@@ -257,10 +257,30 @@ typedef struct rules {
 	int other_boot_gone;
 } rules;
 
+/*
+ * The parsed state is kept between operations, with a descriptor of the
+ * file it was read from (or written to) held open.  While that descriptor
+ * is open its inode cannot be freed, so no other file can ever appear at
+ * ledger.json with the same device and inode number: a state is current
+ * exactly when lstat(ledger.json) still names that inode with the same
+ * size, mode, owner, link count, mtime and ctime (writers replace the file
+ * by rename; an edit in place changes size or times).  The cached document
+ * is never modified: readers share it (Jansson's reference counts are
+ * atomic), writers modify a deep copy and, once it is on disk, it becomes
+ * the cached state.
+ */
+typedef struct file_cache {
+	pthread_mutex_t mu;	/* guards the three fields below */
+	int fd;			/* the cached file, -1 = nothing cached */
+	struct stat st;		/* its identity when cached */
+	json_t *root;		/* its validated content */
+} file_cache;
+
 typedef struct file_ledger {
 	char *dir;		/* [ledger] path */
 	rules r;
 	pthread_mutex_t mu;	/* serialises this process's writers */
+	file_cache cache;
 } file_ledger;
 
 static void
@@ -735,9 +755,10 @@ open_file(const file_ledger *fl, int dfd, const char *name, int flags,
 	return PG_OK;
 }
 
-/* Read and validate the state; a missing file is an empty ledger. */
+/* Read and validate the state; a missing file is an empty ledger.  *fdp
+ * receives the open descriptor of the file read (-1 for a missing one). */
 static pg_err
-read_state(const file_ledger *fl, int dfd, json_t **out, char *err,
+read_state(const file_ledger *fl, int dfd, json_t **out, int *fdp, char *err,
 	   size_t errlen)
 {
 	json_error_t je;
@@ -749,6 +770,7 @@ read_state(const file_ledger *fl, int dfd, json_t **out, char *err,
 	int fd;
 
 	*out = NULL;
+	*fdp = -1;
 	rc = open_file(fl, dfd, LEDGER_FILE, O_RDONLY, 0, &fd, err, errlen);
 	if (rc == PG_ENOTFOUND) {
 		if ((*out = empty_state()) == NULL) {
@@ -799,18 +821,31 @@ read_state(const file_ledger *fl, int dfd, json_t **out, char *err,
 		goto out;
 	*out = root;
 	root = NULL;
+	*fdp = fd;
+	fd = -1;
 out:
 	json_decref(root);
 	free(buf);
-	close(fd);
+	if (fd >= 0)
+		close(fd);
 	return rc;
 }
 
-/* Write ROOT to the temp file, fsync, rename over the ledger, fsync the
- * directory.  Called with the lock held. */
+/*
+ * Write ROOT to the temp file, fsync it, rename it over the ledger and,
+ * when DURABLE, fsync the directory.  Called with the lock held.  On
+ * PG_OK *fdp is an open descriptor of the new ledger file.
+ *
+ * The file itself is always synced before the rename, so whatever a
+ * crash leaves under the name is a whole state, never an empty or half
+ * file.  Only the directory sync makes the rename itself survive a
+ * crash; a reservation or a release need not survive one (the owner of
+ * a reservation is gone after a crash, so it would be void at once), so
+ * they pass DURABLE = 0.  A commit, the record of an issuance, passes 1.
+ */
 static pg_err
-write_state(const file_ledger *fl, int dfd, json_t *root, char *err,
-	    size_t errlen)
+write_state(const file_ledger *fl, int dfd, json_t *root, int durable,
+	    int *fdp, char *err, size_t errlen)
 {
 	char *buf = NULL;
 	size_t len, off = 0;
@@ -818,6 +853,7 @@ write_state(const file_ledger *fl, int dfd, json_t *root, char *err,
 	pg_err rc = PG_EUNAVAIL;
 	int fd = -1, created = 0;
 
+	*fdp = -1;
 	buf = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
 	if (buf == NULL) {
 		snprintf(err, errlen, "ledger: out of memory");
@@ -858,24 +894,19 @@ write_state(const file_ledger *fl, int dfd, json_t *root, char *err,
 			 TMP_FILE, strerror(errno));
 		goto out;
 	}
-	if (close(fd) != 0) {
-		fd = -1;
-		snprintf(err, errlen, "ledger %s/%s: close: %s", fl->dir,
-			 TMP_FILE, strerror(errno));
-		goto out;
-	}
-	fd = -1;
 	if (renameat(dfd, TMP_FILE, dfd, LEDGER_FILE) != 0) {
 		snprintf(err, errlen, "ledger %s/%s: rename: %s", fl->dir,
 			 LEDGER_FILE, strerror(errno));
 		goto out;
 	}
 	created = 0;
-	if (fsync(dfd) != 0) {
+	if (durable && fsync(dfd) != 0) {
 		snprintf(err, errlen, "ledger directory %s: fsync: %s",
 			 fl->dir, strerror(errno));
 		goto out;
 	}
+	*fdp = fd;
+	fd = -1;
 	rc = PG_OK;
 out:
 	if (fd >= 0)
@@ -929,6 +960,113 @@ lock_file(const file_ledger *fl, int dfd, int *lfd, char *err, size_t errlen)
 	return PG_OK;
 }
 
+/* ---- the file backend: the cached state ---------------------------------- */
+
+static int
+same_time(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
+}
+
+/* Is B (an lstat of the name now) the file A was when it was cached? */
+static int
+same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino &&
+	       a->st_size == b->st_size && a->st_mode == b->st_mode &&
+	       a->st_uid == b->st_uid && a->st_gid == b->st_gid &&
+	       a->st_nlink == b->st_nlink &&
+	       same_time(&a->st_mtim, &b->st_mtim) &&
+	       same_time(&a->st_ctim, &b->st_ctim);
+}
+
+static void
+cache_init(file_cache *c)
+{
+	c->fd = -1;
+	c->root = NULL;
+}
+
+/* Forget the cached state (the lock is not held). */
+static void
+cache_clear(file_cache *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	json_decref(c->root);
+	cache_init(c);
+}
+
+/* Remember ROOT (a new reference is taken) as the content of the file
+ * open on FD (taken over; closed here when it cannot be used). */
+static void
+cache_set(file_cache *c, int fd, json_t *root)
+{
+	struct stat st;
+	file_cache old;
+
+	if (fd < 0)
+		return;
+	if (root == NULL || fstat(fd, &st) != 0) {
+		close(fd);
+		return;
+	}
+	pthread_mutex_lock(&c->mu);
+	old = *c;
+	c->fd = fd;
+	c->st = st;
+	c->root = json_incref(root);
+	pthread_mutex_unlock(&c->mu);
+	cache_clear(&old);
+}
+
+/* Forget the cached state (after a failed write: what is on disk is not
+ * known until it is read again). */
+static void
+cache_drop(file_cache *c)
+{
+	file_cache old;
+
+	pthread_mutex_lock(&c->mu);
+	old = *c;
+	cache_init(c);
+	pthread_mutex_unlock(&c->mu);
+	cache_clear(&old);
+}
+
+/* The cached state when ledger.json (in DFD) is still the cached file,
+ * as a new reference; NULL otherwise. */
+static json_t *
+cache_lookup(file_cache *c, int dfd)
+{
+	struct stat st;
+	json_t *root = NULL;
+
+	if (fstatat(dfd, LEDGER_FILE, &st, AT_SYMLINK_NOFOLLOW) != 0)
+		return NULL;
+	pthread_mutex_lock(&c->mu);
+	if (c->root != NULL && same_file(&c->st, &st))
+		root = json_incref(c->root);
+	pthread_mutex_unlock(&c->mu);
+	return root;
+}
+
+/* The current state, read-only (shared with other threads): from the
+ * cache when the file is unchanged, else read, checked and cached. */
+static pg_err
+state_get(file_ledger *fl, int dfd, json_t **root, char *err, size_t errlen)
+{
+	pg_err rc;
+	int fd;
+
+	if ((*root = cache_lookup(&fl->cache, dfd)) != NULL)
+		return PG_OK;
+	rc = read_state(fl, dfd, root, &fd, err, errlen);
+	if (rc == PG_OK)
+		cache_set(&fl->cache, fd, *root);
+	return rc;
+}
+
 /* A read-modify-write: mutex, directory, lock, current state. */
 typedef struct txn {
 	file_ledger *fl;
@@ -939,6 +1077,7 @@ typedef struct txn {
 static pg_err
 txn_begin(file_ledger *fl, txn *t, char *err, size_t errlen)
 {
+	json_t *shared = NULL;
 	pg_err rc;
 
 	t->fl = fl;
@@ -949,9 +1088,32 @@ txn_begin(file_ledger *fl, txn *t, char *err, size_t errlen)
 		t->fl = NULL;
 		return PG_EINTERNAL;
 	}
-	if ((rc = open_dir(fl, &t->dfd, err, errlen)) == PG_OK &&
-	    (rc = lock_file(fl, t->dfd, &t->lfd, err, errlen)) == PG_OK)
-		rc = read_state(fl, t->dfd, &t->root, err, errlen);
+	if ((rc = open_dir(fl, &t->dfd, err, errlen)) != PG_OK ||
+	    (rc = lock_file(fl, t->dfd, &t->lfd, err, errlen)) != PG_OK ||
+	    (rc = state_get(fl, t->dfd, &shared, err, errlen)) != PG_OK)
+		return rc;
+	/* The shared state is never modified: work on a copy. */
+	t->root = json_deep_copy(shared);
+	json_decref(shared);
+	if (t->root == NULL) {
+		snprintf(err, errlen, "ledger: out of memory");
+		return PG_ENOMEM;
+	}
+	return PG_OK;
+}
+
+/* Write the transaction's state; on success it becomes the cached one. */
+static pg_err
+txn_write(txn *t, int durable, char *err, size_t errlen)
+{
+	pg_err rc;
+	int fd;
+
+	rc = write_state(t->fl, t->dfd, t->root, durable, &fd, err, errlen);
+	if (rc == PG_OK)
+		cache_set(&t->fl->cache, fd, t->root);
+	else
+		cache_drop(&t->fl->cache);
 	return rc;
 }
 
@@ -967,9 +1129,10 @@ txn_end(txn *t)
 		pthread_mutex_unlock(&t->fl->mu);
 }
 
-/* A read: directory and current state, no lock (rename is atomic). */
+/* A read: directory and current state (shared, read-only), no lock
+ * (rename is atomic). */
 static pg_err
-snapshot(const file_ledger *fl, json_t **root, char *err, size_t errlen)
+snapshot(file_ledger *fl, json_t **root, char *err, size_t errlen)
 {
 	pg_err rc;
 	int dfd;
@@ -977,7 +1140,7 @@ snapshot(const file_ledger *fl, json_t **root, char *err, size_t errlen)
 	*root = NULL;
 	if ((rc = open_dir(fl, &dfd, err, errlen)) != PG_OK)
 		return rc;
-	rc = read_state(fl, dfd, root, err, errlen);
+	rc = state_get(fl, dfd, root, err, errlen);
 	close(dfd);
 	return rc;
 }
@@ -991,6 +1154,8 @@ file_close(void *impl)
 
 	if (fl == NULL)
 		return;
+	cache_clear(&fl->cache);
+	pthread_mutex_destroy(&fl->cache.mu);
 	pthread_mutex_destroy(&fl->mu);
 	free(fl->dir);
 	free(fl);
@@ -1021,6 +1186,13 @@ file_open(const pg_config *cfg, void **impl, char *err, size_t errlen)
 		goto out;
 	}
 	mu = 1;
+	if (pthread_mutex_init(&fl->cache.mu, NULL) != 0) {
+		snprintf(err, errlen, "ledger: cannot create a mutex");
+		rc = PG_EINTERNAL;
+		goto out;
+	}
+	mu = 2;
+	cache_init(&fl->cache);
 	rules_init(&fl->r, cfg, 1);
 
 	if (mkdir(fl->dir, 0700) != 0 && errno != EEXIST) {
@@ -1048,7 +1220,9 @@ out:
 	if (dfd >= 0)
 		close(dfd);
 	if (fl != NULL) {
-		if (mu)
+		if (mu > 1)
+			pthread_mutex_destroy(&fl->cache.mu);
+		if (mu > 0)
 			pthread_mutex_destroy(&fl->mu);
 		free(fl->dir);
 		free(fl);
@@ -1110,7 +1284,7 @@ file_reserve(void *impl, const query *q, const pg_reservation *res,
 		rc = PG_ENOMEM;
 		goto out;
 	}
-	rc = write_state(fl, t.dfd, t.root, err, errlen);
+	rc = txn_write(&t, 0, err, errlen);
 out:
 	txn_end(&t);
 	return rc;
@@ -1191,7 +1365,7 @@ file_commit(void *impl, const pg_reservation *res, int64_t expiration,
 		goto out;
 	}
 	purge(&fl->r, t.root, res->ts);
-	if ((rc = write_state(fl, t.dfd, t.root, err, errlen)) != PG_OK)
+	if ((rc = txn_write(&t, 1, err, errlen)) != PG_OK)
 		goto out;
 	if (!found) {
 		snprintf(err, errlen, "ledger: the reservation of %s for %s "
@@ -1217,7 +1391,7 @@ file_release(void *impl, const pg_reservation *res, char *err, size_t errlen)
 	if (!remove_reservation(t.root, res->id))
 		goto out;	/* lapsed already: nothing to undo */
 	purge(&fl->r, t.root, res->ts);
-	rc = write_state(fl, t.dfd, t.root, err, errlen);
+	rc = txn_write(&t, 0, err, errlen);
 out:
 	txn_end(&t);
 	return rc;

@@ -92,10 +92,24 @@
  * for this operation, waiting at most PG_LEDGER_LOCK_WAIT_MS), read and
  * check the current state, expire old records, write the new state to
  * ledger.json.tmp (O_CREAT|O_EXCL|O_NOFOLLOW, 0600), fsync it, rename it
- * over ledger.json, fsync the directory, unlock.  A read (facts, last
- * issuance) takes no lock: rename is atomic, a reader sees the old or the
- * new state, never a mix.  A missing ledger.json is an empty ledger (a new
- * installation).
+ * over ledger.json, fsync the directory (commit only: a reservation or a
+ * release that a crash undoes is void anyway, its owner being gone; the
+ * file is synced before every rename, so the name always holds a whole
+ * state), unlock.  A read (facts, last issuance) takes no lock: rename is
+ * atomic, a reader sees the old or the new state, never a mix.  A missing
+ * ledger.json is an empty ledger (a new installation).
+ *
+ * Each handle keeps the last state it read or wrote, parsed and checked,
+ * with a descriptor of that file held open, and uses it while an lstat of
+ * ledger.json shows the same file unchanged (device, inode, size, mode,
+ * owner, links, mtime, ctime).  The open descriptor keeps the inode from
+ * being reused, so a replaced file (every writer renames) is always seen;
+ * a change of mode or owner is seen and checked again; an edit in place
+ * is seen by its size or times (an edit in place that keeps the size
+ * within one tick of the file system's clock after the last write is the
+ * one change that could go unseen; nothing but a person with write
+ * access to the file edits it in place).  So a read costs one lstat, and
+ * a write one copy of the state in memory, no parse.
  *
  * Format, version 1 (all times epoch seconds; objects have exactly these
  * keys, no others):

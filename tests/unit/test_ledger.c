@@ -828,6 +828,136 @@ test_corrupt(void **state)
 	}
 }
 
+/* ---- the cached state ------------------------------------------------------- */
+
+/* R6 facts for bob asking ADMIN at NOW through L: the conflicting role
+ * seen, or NULL; *rc the call's result. */
+static const char *
+bob_conflict(pg_ledger *l, int64_t now, pg_err *rc, char *err, size_t errlen)
+{
+	static char role[64];
+	pg_ledger_facts f;
+	void *hold = NULL;
+
+	role[0] = '\0';
+	*rc = pg_ledger_facts_get(l, "bob", ADMIN, "T9", admin_conflicts, 1,
+				  now, &f, &hold, err, errlen);
+	if (*rc == PG_OK && f.conflict_role != NULL)
+		snprintf(role, sizeof(role), "%s", f.conflict_role);
+	pg_ledger_facts_free(hold);
+	return role[0] ? role : NULL;
+}
+
+/* Issue ROLE to USER with TICKET at NOW through L. */
+static void
+issue_with(pg_ledger *l, const char *user, const char *role,
+	   const char *ticket, int64_t now)
+{
+	const char *const *c;
+	pg_reservation *res = NULL;
+	char err[512] = "";
+	size_t n;
+	int rule;
+
+	c = conflicts_of(role, &n);
+	if (pg_ledger_reserve(l, user, role, ticket, c, n, 0, now, &res, &rule,
+			      err, sizeof(err)) != PG_OK)
+		fail_msg("reserve %s %s: %s", user, role, err);
+	if (pg_ledger_commit(l, res, now + 900, "AKID", err, sizeof(err)) !=
+	    PG_OK)
+		fail_msg("commit %s %s: %s", user, role, err);
+}
+
+/*
+ * A handle keeps the state it read or wrote, and must notice every change
+ * another writer (another process: here another handle) or an
+ * administrator makes to the file, never answering from a stale copy.
+ */
+static void
+test_cache(void **state)
+{
+	char path[256], link[256], tmp[256], err[512];
+	struct timespec times[2];
+	pg_ledger *other;
+	size_t len;
+	char *text, *p;
+	pg_err rc;
+	env e;
+
+	(void)state;
+	env_open(&e, WINDOW);
+	path_in(&e, "ledger.json", path, sizeof(path));
+	assert_int_equal(pg_ledger_open(&e.cfg, &other, err, sizeof(err)),
+			 PG_OK);
+
+	/* cached after a read: no conflict for bob */
+	issue_with(e.l, "alice", PM, "T1", T0);
+	assert_null(bob_conflict(e.l, T0 + 1, &rc, err, sizeof(err)));
+	assert_int_equal(rc, PG_OK);
+
+	/* another writer replaces the file: seen at once */
+	issue_with(other, "bob", PM, "T2", T0 + 1);
+	assert_string_equal(bob_conflict(e.l, T0 + 2, &rc, err, sizeof(err)),
+			    PM);
+
+	/* an edit in place with the same size (bob -> bxb) and an older
+	 * mtime: seen */
+	text = slurp(path, &len);
+	p = strstr(text, "\"user\":\"bob\"");
+	assert_non_null(p);
+	p[9] = 'x';
+	{
+		int fd = open(path, O_WRONLY | O_CLOEXEC);
+
+		assert_true(fd >= 0);
+		assert_int_equal(pwrite(fd, text, len, 0), (ssize_t)len);
+		assert_int_equal(close(fd), 0);
+	}
+	free(text);
+	times[0].tv_sec = times[1].tv_sec = T0;
+	times[0].tv_nsec = times[1].tv_nsec = 0;
+	assert_int_equal(utimensat(AT_FDCWD, path, times, 0), 0);
+	assert_null(bob_conflict(e.l, T0 + 2, &rc, err, sizeof(err)));
+	assert_int_equal(rc, PG_OK);
+
+	/* made group-writable: refused, not served from the cache */
+	assert_int_equal(chmod(path, 0620), 0);
+	(void)bob_conflict(e.l, T0 + 2, &rc, err, sizeof(err));
+	assert_int_equal(rc, PG_ECONFIG);
+	assert_int_equal(chmod(path, 0600), 0);
+	assert_null(bob_conflict(e.l, T0 + 2, &rc, err, sizeof(err)));
+	assert_int_equal(rc, PG_OK);
+
+	/* replaced by a damaged file: refused */
+	path_in(&e, "damaged", tmp, sizeof(tmp));
+	write_file(tmp, "{\"version\": 1", 13, 0600);
+	assert_int_equal(rename(tmp, path), 0);
+	(void)bob_conflict(e.l, T0 + 2, &rc, err, sizeof(err));
+	assert_int_equal(rc, PG_EPROTO);
+	(void)bob_conflict(other, T0 + 2, &rc, err, sizeof(err));
+	assert_int_equal(rc, PG_EPROTO);
+
+	/* replaced by a symbolic link to a good state: refused */
+	path_in(&e, "good.json", link, sizeof(link));
+	{
+		const char *const good = DOC("[]", "{}", "[]", "[]");
+
+		write_file(link, good, strlen(good), 0600);
+	}
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(symlink(link, path), 0);
+	(void)bob_conflict(e.l, T0 + 2, &rc, err, sizeof(err));
+	assert_int_equal(rc, PG_ECONFIG);
+
+	/* removed: an empty ledger */
+	assert_int_equal(unlink(path), 0);
+	assert_null(bob_conflict(e.l, T0 + 2, &rc, err, sizeof(err)));
+	assert_int_equal(rc, PG_OK);
+
+	pg_ledger_close(other);
+	env_close(&e);
+}
+
 /* ---- files and directories that are not what they must be ---------------------- */
 
 enum fs_case { LEDGER_SYMLINK, LEDGER_DIR, LEDGER_GROUP_WRITABLE,
@@ -1256,6 +1386,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_sequences),
 		cmocka_unit_test(test_two_handles),
+		cmocka_unit_test(test_cache),
 		cmocka_unit_test(test_owner_gone),
 		cmocka_unit_test(test_crashed_child),
 		cmocka_unit_test(test_threads),
