@@ -114,6 +114,7 @@ struct parser {
 
 	/* Values settled after the whole file is read. */
 	char *field_override[PG_FIELD_COUNT];
+	unsigned char field_none[PG_FIELD_COUNT];	/* field.X = none */
 	int auth;			/* -1 = not given */
 	int creds_set;
 };
@@ -1291,6 +1292,19 @@ static pg_err set_field(struct parser *p, const char *name, const char *val)
 	if (i == PG_FIELD_COUNT)
 		return perr(p, p->line, "unknown key 'field.%s' in [tickets]",
 			    name);
+	if (strcmp(val, "none") == 0) {
+		/* Not read at all; the fields R3 cannot do without stay. */
+		if (i == PG_FIELD_STATE || i == PG_FIELD_REQUESTED_FOR ||
+		    i == PG_FIELD_ROLE)
+			return perr(p, p->line,
+				    "[tickets] field.%s cannot be none: the "
+				    "decision needs it", name);
+		free(p->field_override[i]);
+		p->field_override[i] = NULL;
+		p->field_none[i] = 1;
+		return PG_OK;
+	}
+	p->field_none[i] = 0;
 	if (!valid_json_pointer(val))
 		return perr(p, p->line,
 			    "[tickets] field.%s: '%s' is not a JSON Pointer (\"\" or \"/...\", '~' only as ~0 or ~1)",
@@ -1601,7 +1615,9 @@ static pg_err finish_tickets(struct parser *p)
 	else if (c->tickets.provider == PG_TICKETS_JIRA)
 		pre = &preset_jira;
 	for (i = 0; i < PG_FIELD_COUNT; i++) {
-		if (p->field_override[i] != NULL) {
+		if (p->field_none[i]) {
+			continue;
+		} else if (p->field_override[i] != NULL) {
 			c->tickets.field[i] = p->field_override[i];
 			p->field_override[i] = NULL;
 		} else if (pre != NULL) {

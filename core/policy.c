@@ -120,11 +120,28 @@ rule_membership(const pg_role_cfg *role, const pg_request *req,
 		     req->user, role->name);
 }
 
+/*
+ * Inside the ticket's window: start <= now < end.  A window field the
+ * configuration maps but the ticket leaves empty (null, "", missing) is
+ * a window nobody approved: refused, never read as "open-ended".
+ */
 static int
-window_ok(const pg_ticket *t, const pg_facts *f, pg_decision *d)
+window_ok(const pg_config *cfg, const pg_ticket *t, const pg_facts *f,
+	  pg_decision *d)
 {
 	char when[32];
 
+	if (cfg->tickets.field[PG_FIELD_WINDOW_START] != NULL &&
+	    !t->has_start) {
+		fail(d, PG_R3, "ticket %s has no start of its change window "
+		     "(field.window_start is empty)", t->id);
+		return 0;
+	}
+	if (cfg->tickets.field[PG_FIELD_WINDOW_END] != NULL && !t->has_end) {
+		fail(d, PG_R3, "ticket %s has no end of its change window "
+		     "(field.window_end is empty)", t->id);
+		return 0;
+	}
 	if (t->has_start && f->now < t->window_start) {
 		pg_time_format(t->window_start, when, sizeof(when));
 		fail(d, PG_R3, "ticket %s's window has not opened yet "
@@ -175,7 +192,7 @@ rule_ticket(const pg_config *cfg, const pg_role_cfg *role,
 	else if (t->role == NULL || strcmp(t->role, role->name) != 0)
 		fail(d, PG_R3, "ticket %s is for role %s, not %s", t->id,
 		     t->role ? t->role : "(none)", role->name);
-	else if (window_ok(t, f, d)) {
+	else if (window_ok(cfg, t, f, d)) {
 		if (f->for_user == PG_FACT_NO)
 			fail(d, PG_R3, "ticket %s is for %s, not for %s", t->id,
 			     t->requested_for ? t->requested_for : "nobody",

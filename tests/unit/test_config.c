@@ -549,6 +549,31 @@ static void test_generic(void **state)
 	pg_config_free(c);
 }
 
+/* field.X = none: a preset's field is not read at all. */
+static void test_field_none(void **state)
+{
+	pg_config *c;
+
+	(void)state;
+	c = load_ok(DIR AWS ROLE "[tickets]\n" TIX_BODY
+		    "field.window_start = none\n"
+		    "field.window_end = none\n"
+		    "field.category = none\n");
+	assert_null(c->tickets.field[PG_FIELD_WINDOW_START]);
+	assert_null(c->tickets.field[PG_FIELD_WINDOW_END]);
+	assert_null(c->tickets.field[PG_FIELD_CATEGORY]);
+	assert_string_equal(c->tickets.field[PG_FIELD_STATE],
+			    "/result/*/approval");
+	pg_config_free(c);
+	/* the last value given wins, as for any override */
+	c = load_ok(DIR AWS ROLE "[tickets]\n" TIX_BODY
+		    "field.window_end = none\n");
+	assert_null(c->tickets.field[PG_FIELD_WINDOW_END]);
+	assert_string_equal(c->tickets.field[PG_FIELD_WINDOW_START],
+			    "/result/*/start_date");
+	pg_config_free(c);
+}
+
 static void test_plaintext_allowed(void **state)
 {
 	pg_config *c;
@@ -862,6 +887,12 @@ static const struct bad_case bad_cases[] = {
 	  DIR AWS ROLE, 0, 2, "not a JSON Pointer" },
 	{ "pointer trailing ~", "[tickets]\nfield.role = /a~\n" TIX_BODY
 	  DIR AWS ROLE, 0, 2, "not a JSON Pointer" },
+	{ "state none", "[tickets]\nfield.state = none\n" TIX_BODY DIR AWS
+	  ROLE, 0, 2, "field.state cannot be none" },
+	{ "role none", "[tickets]\nfield.role = none\n" TIX_BODY DIR AWS
+	  ROLE, 0, 2, "field.role cannot be none" },
+	{ "requested_for none", "[tickets]\nfield.requested_for = none\n"
+	  TIX_BODY DIR AWS ROLE, 0, 2, "field.requested_for cannot be none" },
 	{ "duplicate field", "[tickets]\nfield.role = /a\nfield.role = /b\n"
 	  TIX_BODY DIR AWS ROLE, 0, 3, "duplicate key 'field.role'" },
 	{ "bad provider", "[tickets]\nprovider = remedy\n"
@@ -1281,6 +1312,7 @@ int main(void)
 		cmocka_unit_test(test_presets),
 		cmocka_unit_test(test_overrides_ok),
 		cmocka_unit_test(test_generic),
+		cmocka_unit_test(test_field_none),
 		cmocka_unit_test(test_plaintext_allowed),
 		cmocka_unit_test(test_syntax_variants),
 		cmocka_unit_test(test_limits_ok),

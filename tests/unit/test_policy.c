@@ -26,6 +26,7 @@ struct world {
 	pg_ticket t;
 	pg_person ap[4];
 	char *approver_names[4];
+	int map_window;		/* the config maps field.window_start/end */
 };
 
 static void
@@ -141,6 +142,10 @@ static void m_not_open(struct world *w) { w->t.window_start = NOW + 60; }
 static void m_closed(struct world *w) { w->t.window_end = NOW - 1; }
 static void m_closes_now(struct world *w) { w->t.window_end = NOW; }
 static void m_no_window(struct world *w) { w->t.has_start = 0; w->t.has_end = 0; }
+static void m_mapped_window(struct world *w) { w->map_window = 1; }
+static void m_mapped_no_end(struct world *w) { w->map_window = 1; w->t.has_end = 0; }
+static void m_mapped_no_start(struct world *w) { w->map_window = 1; w->t.has_start = 0; }
+static void m_mapped_no_window(struct world *w) { m_no_window(w); w->map_window = 1; }
 static void m_closing_soon(struct world *w) { w->t.window_end = NOW + 899; }
 static void m_closing_1000(struct world *w) { w->t.window_end = NOW + 1000; }
 static void m_req_1200(struct world *w) { w->req.duration = 1200; }
@@ -217,6 +222,10 @@ static const struct tcase cases[] = {
 	{ "closed", m_closed, B(PG_R3), 0, PG_DENIED, "window closed at 2027-01-15T07:59:59Z" },
 	{ "closes exactly now", m_closes_now, B(PG_R3), 0, PG_DENIED, "window closed at" },
 	{ "no window", m_no_window, 0, 3600, PG_OK, "allowed" },
+	{ "window mapped and given", m_mapped_window, 0, 3600, PG_OK, "allowed" },
+	{ "window mapped, no end", m_mapped_no_end, B(PG_R3), 0, PG_DENIED, "has no end of its change window" },
+	{ "window mapped, no start", m_mapped_no_start, B(PG_R3), 0, PG_DENIED, "has no start of its change window" },
+	{ "window mapped, neither", m_mapped_no_window, B(PG_R3), 0, PG_DENIED, "has no start" },
 	{ "window too short", m_closing_soon, B(PG_R8), 0, PG_DENIED, "only 899 s remain" },
 	{ "window caps duration", m_closing_1000, 0, 1000, PG_OK, "for 1000 s" },
 	{ "requested shorter", m_req_1200, 0, 1200, PG_OK, "for 1200 s" },
@@ -270,6 +279,10 @@ test_table(void **state)
 
 		base(&w);
 		c->mutate(&w);
+		cfg.tickets.field[PG_FIELD_WINDOW_START] =
+			w.map_window ? "/start_date" : NULL;
+		cfg.tickets.field[PG_FIELD_WINDOW_END] =
+			w.map_window ? "/end_date" : NULL;
 		pg_decide(&cfg, &w.req, &w.f, &d);
 		pg_decision_rules(&d, rules, sizeof(rules));
 		print_message("%-34s -> %s %s | %s\n", c->name,
