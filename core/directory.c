@@ -15,9 +15,16 @@
  * answer that arrives late must not be taken for the next one.
  *
  * Lookups: every filter value is escaped by ldap_bv2escaped_filter_value;
- * searches ask for no attributes ("1.1") except where an entry's own
+ * searches ask for no attributes ("1.1") except the user's search (the
+ * attributes that confirm the name, and memberOf) and where entries'
  * memberOf values are read.  A decision never reads a group's member
  * list; only pg_dir_group_members (the review report) does.
+ *
+ * Round trips: requests go out in rounds (dir_window): every request of a
+ * round is sent, then every answer collected, so a round costs one round
+ * trip however many requests it holds.  pg_dir_batch groups a decision's
+ * lookups into as few rounds as their dependencies allow (see "batches"
+ * below); pg_dir_is_member and pg_dir_resolve are batches of their own.
  *
  * Nesting: the walk goes upward from the user.  Level 1 is the groups
  * that hold the user directly; level k+1 the groups that hold a group of
@@ -836,6 +843,14 @@ dir_connect(pg_dir *d, pg_deadline dl, char *err, size_t errlen)
 
 /* ---- requests ------------------------------------------------------------ */
 
+/*
+ * The most requests a round puts on the connection before it reads the
+ * answers.  A round with more goes out in windows of this many (one round
+ * trip each), so that neither side can ever block writing while the other
+ * is writing too.
+ */
+#define DIR_WINDOW 64
+
 enum req_kind { REQ_SEARCH, REQ_COMPARE };
 
 struct req {
@@ -849,25 +864,44 @@ struct req {
 	const char *value;	/* compare */
 };
 
+/* A request in a round, and once answered its result. */
+struct op {
+	struct req rq;
+	int msgid;
+	int done;		/* answered: lrc and res are set */
+	int lrc;		/* the LDAP result code */
+	LDAPMessage *res;	/* the whole answer (ldap_msgfree()) */
+};
+
+static const char *
+req_what(const struct req *rq)
+{
+	return rq->kind == REQ_SEARCH ? "search" : "compare";
+}
+
 /*
- * Run one request to completion, connecting first when needed and
- * reconnecting once when the server has gone.  On PG_OK *lrc is the
- * LDAP result code and *res the whole answer (ldap_msgfree()); the
- * caller decides what the code means.
+ * Run OPS[0..N) (N <= DIR_WINDOW) to completion at once: every request
+ * that has no answer yet is sent, then every answer is collected whole
+ * (libldap keeps the answers to other requests queued meanwhile).  Connects
+ * first when needed; when the server has gone, reconnects once and sends
+ * again what is still unanswered.  One budget, min([directory] timeout,
+ * DL), bounds the whole window.  After a timeout, or whenever requests may
+ * still be in flight after an error, the handle is dropped: a late answer
+ * must not be taken for the next one.
  */
 static pg_err
-dir_request(pg_dir *d, const struct req *rq, pg_deadline dl,
-	    LDAPMessage **res, int *lrc, char *err, size_t errlen)
+dir_window(pg_dir *d, struct op *ops, size_t n, pg_deadline dl, char *err,
+	   size_t errlen)
 {
 	struct berval val;
 	struct timeval tv;
 	pg_deadline adl;
 	int64_t budget;
-	int rc, msgid, r;
+	const char *what;
+	size_t i, pending;
+	int rc, r;
 	pg_err e;
 
-	*res = NULL;
-	*lrc = LDAP_OTHER;
 	for (;;) {
 		if (pg_deadline_left(dl) == 0) {
 			snprintf(err, errlen, "directory: deadline passed");
@@ -882,41 +916,65 @@ dir_request(pg_dir *d, const struct req *rq, pg_deadline dl,
 		budget = pg_deadline_left(adl);
 		set_timeouts(d->ld, adl);
 		ms_to_tv(budget, &tv);
-		msgid = -1;
-		if (rq->kind == REQ_SEARCH) {
-			rc = ldap_search_ext(d->ld, rq->base, rq->scope,
-					     rq->filter, rq->attrs, 0, NULL,
-					     NULL, &tv, rq->sizelimit, &msgid);
-		} else {
-			val.bv_val = (char *)rq->value;
-			val.bv_len = strlen(rq->value);
-			rc = ldap_compare_ext(d->ld, rq->base, rq->attr, &val,
-					      NULL, NULL, &msgid);
+		rc = LDAP_SUCCESS;
+		what = "search";
+		pending = 0;
+		for (i = 0; i < n && rc == LDAP_SUCCESS; i++) {
+			const struct req *rq = &ops[i].rq;
+
+			if (ops[i].done)
+				continue;
+			what = req_what(rq);
+			ops[i].msgid = -1;
+			if (rq->kind == REQ_SEARCH) {
+				rc = ldap_search_ext(d->ld, rq->base, rq->scope,
+						     rq->filter, rq->attrs, 0,
+						     NULL, NULL, &tv,
+						     rq->sizelimit,
+						     &ops[i].msgid);
+			} else {
+				val.bv_val = (char *)rq->value;
+				val.bv_len = strlen(rq->value);
+				rc = ldap_compare_ext(d->ld, rq->base, rq->attr,
+						      &val, NULL, NULL,
+						      &ops[i].msgid);
+			}
+			if (rc == LDAP_SUCCESS)
+				pending++;
 		}
-		if (rc == LDAP_SUCCESS) {
-			r = ldap_result(d->ld, msgid, LDAP_MSG_ALL, &tv, res);
+		for (i = 0; i < n && rc == LDAP_SUCCESS; i++) {
+			if (ops[i].done)
+				continue;
+			what = req_what(&ops[i].rq);
+			ms_to_tv(pg_deadline_left(adl), &tv);
+			r = ldap_result(d->ld, ops[i].msgid, LDAP_MSG_ALL, &tv,
+					&ops[i].res);
 			if (r == 0) {
 				snprintf(err, errlen, "%s: %s: no answer within "
-					 "%lld ms", d->uri, rq->kind == REQ_SEARCH
-					 ? "search" : "compare", (long long)budget);
+					 "%lld ms", d->uri, what,
+					 (long long)budget);
 				dir_drop(d);
 				return PG_ETIMEOUT;
 			}
-			if (r > 0) {
-				rc = ldap_parse_result(d->ld, *res, lrc, NULL,
-						       NULL, NULL, NULL, 0);
-				if (rc == LDAP_SUCCESS)
-					return PG_OK;
-			} else if (ldap_get_option(d->ld, LDAP_OPT_RESULT_CODE,
-						   &rc) != LDAP_OPT_SUCCESS ||
-				   rc == LDAP_SUCCESS) {
+			if (r > 0)
+				rc = ldap_parse_result(d->ld, ops[i].res,
+						       &ops[i].lrc, NULL, NULL,
+						       NULL, NULL, 0);
+			else if (ldap_get_option(d->ld, LDAP_OPT_RESULT_CODE,
+						 &rc) != LDAP_OPT_SUCCESS ||
+				 rc == LDAP_SUCCESS)
 				rc = LDAP_OTHER;
+			if (rc != LDAP_SUCCESS) {
+				if (ops[i].res != NULL)
+					ldap_msgfree(ops[i].res);
+				ops[i].res = NULL;
+				break;
 			}
-			if (*res != NULL) {
-				ldap_msgfree(*res);
-				*res = NULL;
-			}
+			ops[i].done = 1;
+			pending--;
 		}
+		if (rc == LDAP_SUCCESS)
+			return PG_OK;
 		if (rc == LDAP_TIMEOUT) {
 			snprintf(err, errlen, "%s: no answer within %lld ms",
 				 d->uri, (long long)budget);
@@ -928,12 +986,55 @@ dir_request(pg_dir *d, const struct req *rq, pg_deadline dl,
 			dir_drop(d);
 			continue;
 		}
-		set_ld_err(err, errlen, d->uri, rq->kind == REQ_SEARCH ?
-			   "search" : "compare", d->ld, rc);
-		if (is_down(rc))
+		set_ld_err(err, errlen, d->uri, what, d->ld, rc);
+		if (is_down(rc) || pending > 0)
 			dir_drop(d);
 		return PG_EUNAVAIL;
 	}
+}
+
+/* Run all of OPS, DIR_WINDOW requests per round trip. */
+static pg_err
+dir_ops(pg_dir *d, struct op *ops, size_t n, pg_deadline dl, char *err,
+	size_t errlen)
+{
+	size_t at, k;
+	pg_err e;
+
+	for (at = 0; at < n; at += k) {
+		k = n - at < DIR_WINDOW ? n - at : DIR_WINDOW;
+		e = dir_window(d, ops + at, k, dl, err, errlen);
+		if (e != PG_OK)
+			return e;
+	}
+	return PG_OK;
+}
+
+/*
+ * Run one request to completion (see dir_window).  On PG_OK *lrc is the
+ * LDAP result code and *res the whole answer (ldap_msgfree()); the caller
+ * decides what the code means.
+ */
+static pg_err
+dir_request(pg_dir *d, const struct req *rq, pg_deadline dl,
+	    LDAPMessage **res, int *lrc, char *err, size_t errlen)
+{
+	struct op op;
+	pg_err e;
+
+	memset(&op, 0, sizeof(op));
+	op.rq = *rq;
+	*res = NULL;
+	*lrc = LDAP_OTHER;
+	e = dir_ops(d, &op, 1, dl, err, errlen);
+	if (e == PG_OK) {
+		*res = op.res;
+		*lrc = op.lrc;
+		op.res = NULL;
+	}
+	if (op.res != NULL)
+		ldap_msgfree(op.res);
+	return e;
 }
 
 /* Describe an unexpected LDAP result code of a request on BASE. */
@@ -950,229 +1051,98 @@ bad_result(pg_dir *d, const char *what, const char *base, int lrc,
 	return PG_EUNAVAIL;
 }
 
-/*
- * Search under base with FILTER, no attributes, SIZELIMIT (0 = server
- * limit).  *count = entries seen; *dn (when non-NULL) = the first one's
- * DN (free()).
- */
-static pg_err
-search_dns(pg_dir *d, const char *filter, int sizelimit, pg_deadline dl,
-	   int *count, char **dn, char ***all, size_t *n_all, char *err,
-	   size_t errlen)
+static void
+strv_free(char **v, size_t n)
 {
-	char *no_attrs[] = { LDAP_NO_ATTRS, NULL };
-	struct req rq = { REQ_SEARCH, d->cfg->directory.base, LDAP_SCOPE_SUBTREE,
-			  filter, no_attrs, sizelimit, NULL, NULL };
-	LDAPMessage *res = NULL, *m;
-	char **list = NULL;
-	size_t n = 0;
-	int lrc;
-	pg_err e;
-
-	*count = 0;
-	if (dn != NULL)
-		*dn = NULL;
-	e = dir_request(d, &rq, dl, &res, &lrc, err, errlen);
-	if (e != PG_OK)
-		goto out;
-	if (lrc != LDAP_SUCCESS && lrc != LDAP_SIZELIMIT_EXCEEDED) {
-		e = bad_result(d, "search under", rq.base, lrc, err, errlen);
-		goto out;
-	}
-	for (m = ldap_first_entry(d->ld, res); m != NULL;
-	     m = ldap_next_entry(d->ld, m)) {
-		char *s = ldap_get_dn(d->ld, m), *c;
-
-		(*count)++;
-		if (s == NULL)
-			continue;
-		c = strdup(s);
-		ldap_memfree(s);
-		if (c == NULL) {
-			snprintf(err, errlen, "out of memory");
-			e = PG_ENOMEM;
-			goto out;
-		}
-		if (dn != NULL && *dn == NULL) {
-			*dn = c;
-			continue;
-		}
-		if (all != NULL) {
-			char **nl = realloc(list, (n + 1) * sizeof(*nl));
-
-			if (nl == NULL) {
-				free(c);
-				snprintf(err, errlen, "out of memory");
-				e = PG_ENOMEM;
-				goto out;
-			}
-			list = nl;
-			list[n++] = c;
-			continue;
-		}
-		free(c);
-	}
-	/* More entries than the limit: the server said so. */
-	if (lrc == LDAP_SIZELIMIT_EXCEEDED && sizelimit > 0 &&
-	    *count <= sizelimit)
-		*count = sizelimit + 1;
-	if (all != NULL) {
-		*all = list;
-		*n_all = n;
-		list = NULL;
-		n = 0;
-	}
-	e = PG_OK;
-out:
-	if (e != PG_OK && dn != NULL) {
-		free(*dn);
-		*dn = NULL;
-	}
 	while (n > 0)
-		free(list[--n]);
-	free(list);
-	if (res != NULL)
-		ldap_msgfree(res);
-	return e;
+		free(v[--n]);
+	free(v);
 }
 
-/* Compare ATTR=VALUE on DN: *result 1 true, 0 false, -1 no such entry. */
+/* The values of ATTR in entry M as strdup'd strings. */
 static pg_err
-compare(pg_dir *d, const char *dn, const char *attr, const char *value,
-	pg_deadline dl, int *result, char *err, size_t errlen)
+entry_values(pg_dir *d, LDAPMessage *m, const char *attr, char ***out,
+	     size_t *n, char *err, size_t errlen)
 {
-	struct req rq = { REQ_COMPARE, dn, 0, NULL, NULL, 0, attr, value };
-	LDAPMessage *res = NULL;
-	int lrc;
-	pg_err e;
+	struct berval **bv = ldap_get_values_len(d->ld, m, attr);
+	size_t cnt = bv ? (size_t)ldap_count_values_len(bv) : 0, k;
+	char **v = NULL;
+	pg_err e = PG_OK;
 
-	*result = 0;
-	e = dir_request(d, &rq, dl, &res, &lrc, err, errlen);
-	if (e != PG_OK)
-		goto out;
-	switch (lrc) {
-	case LDAP_COMPARE_TRUE:
-		*result = 1;
-		break;
-	case LDAP_COMPARE_FALSE:
-	case LDAP_NO_SUCH_ATTRIBUTE:
-	case LDAP_UNDEFINED_TYPE:
-		*result = 0;
-		break;
-	case LDAP_NO_SUCH_OBJECT:
-		*result = -1;
-		break;
-	case LDAP_INVALID_DN_SYNTAX:
-		snprintf(err, errlen, "%s: compare on %s: %s", d->uri, dn,
-			 ldap_err2string(lrc));
-		e = PG_EINVAL;
-		break;
-	default:
-		e = bad_result(d, "compare on", dn, lrc, err, errlen);
-		break;
-	}
-out:
-	if (res != NULL)
-		ldap_msgfree(res);
-	return e;
-}
-
-/*
- * The memberOf values of entry DN (read from DN's own entry).  *found = 0
- * when DN does not exist.  *vals = strdup'd values, *n their number.
- */
-static pg_err
-read_memberof(pg_dir *d, const char *dn, pg_deadline dl, int *found,
-	      char ***vals, size_t *n, char *err, size_t errlen)
-{
-	char *attrs[] = { "memberOf", NULL };
-	struct req rq = { REQ_SEARCH, dn, LDAP_SCOPE_BASE, "(objectClass=*)",
-			  attrs, 1, NULL, NULL };
-	LDAPMessage *res = NULL, *ent;
-	struct berval **bv = NULL;
-	char **out = NULL;
-	size_t k = 0, cnt;
-	int lrc;
-	pg_err e;
-
-	*found = 0;
-	*vals = NULL;
+	*out = NULL;
 	*n = 0;
-	e = dir_request(d, &rq, dl, &res, &lrc, err, errlen);
-	if (e != PG_OK)
-		goto out;
-	if (lrc == LDAP_NO_SUCH_OBJECT)
-		goto out;
-	if (lrc != LDAP_SUCCESS) {
-		e = bad_result(d, "reading memberOf of", dn, lrc, err, errlen);
-		goto out;
-	}
-	ent = ldap_first_entry(d->ld, res);
-	if (ent == NULL)
-		goto out;
-	*found = 1;
-	bv = ldap_get_values_len(d->ld, ent, "memberOf");
-	cnt = bv ? (size_t)ldap_count_values_len(bv) : 0;
 	if (cnt == 0)
 		goto out;
-	out = calloc(cnt, sizeof(*out));
-	if (out == NULL) {
-		snprintf(err, errlen, "out of memory");
-		e = PG_ENOMEM;
-		goto out;
-	}
-	for (k = 0; k < cnt; k++) {
-		out[k] = strndup(bv[k]->bv_val, bv[k]->bv_len);
-		if (out[k] == NULL) {
-			snprintf(err, errlen, "out of memory");
-			e = PG_ENOMEM;
-			goto out;
-		}
-	}
-	*vals = out;
+	v = calloc(cnt, sizeof(*v));
+	if (v == NULL)
+		goto nomem;
+	for (k = 0; k < cnt; k++)
+		if ((v[k] = strndup(bv[k]->bv_val, bv[k]->bv_len)) == NULL)
+			goto nomem;
+	*out = v;
 	*n = cnt;
-	out = NULL;
+	v = NULL;
+	goto out;
+nomem:
+	snprintf(err, errlen, "out of memory");
+	e = PG_ENOMEM;
 out:
-	if (out != NULL) {
-		while (k > 0)
-			free(out[--k]);
-		free(out);
-	}
+	if (v != NULL)
+		strv_free(v, cnt);
 	if (bv != NULL)
 		ldap_value_free_len(bv);
-	if (res != NULL)
-		ldap_msgfree(res);
 	return e;
+}
+
+/* The DN of entry M (strdup'd), or NULL with *e set (PG_ENOMEM) or not
+ * (the entry carries no DN). */
+static char *
+entry_dn(pg_dir *d, LDAPMessage *m, pg_err *e, char *err, size_t errlen)
+{
+	char *s = ldap_get_dn(d->ld, m), *c;
+
+	*e = PG_OK;
+	if (s == NULL)
+		return NULL;
+	c = strdup(s);
+	ldap_memfree(s);
+	if (c == NULL) {
+		snprintf(err, errlen, "out of memory");
+		*e = PG_ENOMEM;
+	}
+	return c;
+}
+
+static int
+memberof_mode(const pg_dir *d)
+{
+	return d->cfg->directory.membership == PG_MEMBER_MEMBEROF;
 }
 
 /* ---- public: users --------------------------------------------------------- */
 
 #define EXACT_ATTRS_MAX 8
 
-/*
- * The login name must be the entry's own value, byte for byte: the
- * directory's matching rules fold case, spaces and Unicode compatibility
- * forms ("ALICE", " alice", fullwidth letters all find uid=alice), and a
- * caller must not obtain another account's decision by such a spelling.
- * Reads the attributes of every "(ATTR=%u)" assertion of TMPL from DN and
- * accepts when one value equals USER exactly.  PG_OK, PG_ENOTFOUND (no
- * such value, or TMPL has no such assertion to check against) or a
- * directory error.
- */
-static pg_err
-check_exact_name(pg_dir *d, const char *dn, const char *tmpl,
-		 const char *user, pg_deadline dl, char *err, size_t errlen)
+void
+pg_dir_entry_free(pg_dir_entry *e)
 {
-	char *attrs[EXACT_ATTRS_MAX + 1] = { NULL };
-	struct req rq = { REQ_SEARCH, dn, LDAP_SCOPE_BASE, "(objectClass=*)",
-			  attrs, 1, NULL, NULL };
-	LDAPMessage *res = NULL, *ent;
-	size_t n = 0, i, ulen = strlen(user);
-	const char *p, *a;
-	int lrc, k, match = 0;
-	pg_err e = PG_ENOTFOUND;
+	if (e == NULL)
+		return;
+	free(e->dn);
+	strv_free(e->memberof, e->n_memberof);
+	memset(e, 0, sizeof(*e));
+}
 
-	for (p = strstr(tmpl, "=%u)"); p != NULL && n < EXACT_ATTRS_MAX;
+/* The attributes of every "(ATTR=%u)" assertion of TMPL (strndup'd into
+ * ATTRS, at most EXACT_ATTRS_MAX, *n of them). */
+static pg_err
+exact_attrs(const char *tmpl, char **attrs, size_t *n, char *err,
+	    size_t errlen)
+{
+	const char *p, *a;
+
+	*n = 0;
+	for (p = strstr(tmpl, "=%u)"); p != NULL && *n < EXACT_ATTRS_MAX;
 	     p = strstr(p + 4, "=%u)")) {
 		for (a = p; a > tmpl && (isalnum((unsigned char)a[-1]) ||
 					 a[-1] == '-' || a[-1] == '.' ||
@@ -1180,27 +1150,24 @@ check_exact_name(pg_dir *d, const char *dn, const char *tmpl,
 			;
 		if (a == p || a == tmpl || a[-1] != '(')
 			continue;
-		if ((attrs[n] = strndup(a, (size_t)(p - a))) == NULL) {
+		if ((attrs[*n] = strndup(a, (size_t)(p - a))) == NULL) {
 			snprintf(err, errlen, "out of memory");
-			e = PG_ENOMEM;
-			goto out;
+			return PG_ENOMEM;
 		}
-		n++;
+		(*n)++;
 	}
-	if (n == 0) {
-		snprintf(err, errlen, "user %s: [directory] user_filter has no "
-			 "(ATTR=%%u) assertion to confirm the name by", user);
-		goto out;
-	}
-	e = dir_request(d, &rq, dl, &res, &lrc, err, errlen);
-	if (e != PG_OK)
-		goto out;
-	if (lrc != LDAP_SUCCESS) {
-		e = bad_result(d, "reading", dn, lrc, err, errlen);
-		goto out;
-	}
-	ent = ldap_first_entry(d->ld, res);
-	for (i = 0; ent != NULL && i < n && !match; i++) {
+	return PG_OK;
+}
+
+/* Does entry ENT hold USER, byte for byte, in one of ATTRS? */
+static int
+exact_match(pg_dir *d, LDAPMessage *ent, char *const *attrs, size_t n,
+	    const char *user)
+{
+	size_t i, ulen = strlen(user);
+	int k, match = 0;
+
+	for (i = 0; i < n && !match; i++) {
 		struct berval **bv = ldap_get_values_len(d->ld, ent, attrs[i]);
 
 		for (k = 0; bv != NULL && bv[k] != NULL && !match; k++)
@@ -1209,30 +1176,40 @@ check_exact_name(pg_dir *d, const char *dn, const char *tmpl,
 		if (bv != NULL)
 			ldap_value_free_len(bv);
 	}
-	e = match ? PG_OK : PG_ENOTFOUND;
-	if (!match)
-		snprintf(err, errlen, "user %s not found in the directory "
-			 "(no entry holds the name exactly)", user);
-out:
-	for (i = 0; i < n; i++)
-		free(attrs[i]);
-	if (res != NULL)
-		ldap_msgfree(res);
-	return e;
+	return match;
 }
 
+/*
+ * One search finds the user and brings back what the decision needs of
+ * the entry: the attributes that confirm the name and, with memberOf, the
+ * memberOf values.
+ *
+ * The login name must be the entry's own value, byte for byte: the
+ * directory's matching rules fold case, spaces and Unicode compatibility
+ * forms ("ALICE", " alice", fullwidth letters all find uid=alice), and a
+ * caller must not obtain another account's decision by such a spelling.
+ * The attributes of every "(ATTR=%u)" assertion of user_filter are read
+ * and the name is accepted when one value equals it exactly; a template
+ * with no such assertion confirms nobody (PG_ENOTFOUND).
+ */
 pg_err
-pg_dir_find_user(pg_dir *d, const char *user, pg_deadline dl, char **dn,
-		 char *err, size_t errlen)
+pg_dir_find_user_entry(pg_dir *d, const char *user, pg_deadline dl,
+		       pg_dir_entry *out, char *err, size_t errlen)
 {
+	char *exact[EXACT_ATTRS_MAX] = { NULL };
+	char *attrs[EXACT_ATTRS_MAX + 2] = { NULL };
+	char *no_attrs[] = { LDAP_NO_ATTRS, NULL };
+	struct req rq;
+	LDAPMessage *res = NULL, *ent;
 	const char *tmpl;
 	char *filter = NULL;
-	int count = 0;
+	size_t n_exact = 0, i, k = 0;
+	int lrc, count;
 	pg_err e;
 
-	if (dn != NULL)
-		*dn = NULL;
-	if (d == NULL || dn == NULL) {
+	if (out != NULL)
+		memset(out, 0, sizeof(*out));
+	if (d == NULL || out == NULL) {
 		snprintf(err, errlen, "directory: bad arguments");
 		return PG_EINTERNAL;
 	}
@@ -1245,33 +1222,101 @@ pg_dir_find_user(pg_dir *d, const char *user, pg_deadline dl, char **dn,
 	e = build_filter(tmpl, user, &filter, err, errlen);
 	if (e != PG_OK)
 		goto out;
-	e = search_dns(d, filter, 2, dl, &count, dn, NULL, NULL, err, errlen);
+	e = exact_attrs(tmpl, exact, &n_exact, err, errlen);
 	if (e != PG_OK)
 		goto out;
-	if (count == 0) {
+	for (i = 0; i < n_exact; i++)
+		attrs[k++] = exact[i];
+	if (memberof_mode(d))
+		attrs[k++] = "memberOf";
+	rq = (struct req){ REQ_SEARCH, d->cfg->directory.base,
+			   LDAP_SCOPE_SUBTREE, filter, k ? attrs : no_attrs, 2,
+			   NULL, NULL };
+	e = dir_request(d, &rq, dl, &res, &lrc, err, errlen);
+	if (e != PG_OK)
+		goto out;
+	if (lrc != LDAP_SUCCESS && lrc != LDAP_SIZELIMIT_EXCEEDED) {
+		e = bad_result(d, "search under", rq.base, lrc, err, errlen);
+		goto out;
+	}
+	count = ldap_count_entries(d->ld, res);
+	if (lrc == LDAP_SIZELIMIT_EXCEEDED)
+		count = 2;	/* more entries than the limit: the server said so */
+	ent = ldap_first_entry(d->ld, res);
+	if (count <= 0 || ent == NULL) {
 		snprintf(err, errlen, "user %s not found in the directory",
 			 user);
 		e = PG_ENOTFOUND;
-	} else if (count > 1) {
+		goto out;
+	}
+	if (count > 1) {
 		snprintf(err, errlen, "user %s matches more than one directory "
 			 "entry", user);
 		e = PG_EAMBIGUOUS;
-	} else if (*dn == NULL) {
+		goto out;
+	}
+	out->dn = entry_dn(d, ent, &e, err, errlen);
+	if (e != PG_OK)
+		goto out;
+	if (out->dn == NULL) {
 		snprintf(err, errlen, "user %s: entry without a DN", user);
 		e = PG_EPROTO;
-	} else {
-		e = check_exact_name(d, *dn, tmpl, user, dl, err, errlen);
+		goto out;
 	}
+	if (n_exact == 0) {
+		snprintf(err, errlen, "user %s: [directory] user_filter has no "
+			 "(ATTR=%%u) assertion to confirm the name by", user);
+		e = PG_ENOTFOUND;
+		goto out;
+	}
+	if (!exact_match(d, ent, exact, n_exact, user)) {
+		snprintf(err, errlen, "user %s not found in the directory "
+			 "(no entry holds the name exactly)", user);
+		e = PG_ENOTFOUND;
+		goto out;
+	}
+	if (memberof_mode(d)) {
+		e = entry_values(d, ent, "memberOf", &out->memberof,
+				 &out->n_memberof, err, errlen);
+		if (e != PG_OK)
+			goto out;
+		out->have_memberof = 1;
+	}
+	e = PG_OK;
 out:
-	if (e != PG_OK) {
-		free(*dn);
-		*dn = NULL;
-	}
+	if (e != PG_OK && out != NULL)
+		pg_dir_entry_free(out);
+	for (i = 0; i < n_exact; i++)
+		free(exact[i]);
 	free(filter);
+	if (res != NULL)
+		ldap_msgfree(res);
 	return e;
 }
 
-/* ---- public: membership ---------------------------------------------------- */
+pg_err
+pg_dir_find_user(pg_dir *d, const char *user, pg_deadline dl, char **dn,
+		 char *err, size_t errlen)
+{
+	pg_dir_entry ent;
+	pg_err e;
+
+	if (dn != NULL)
+		*dn = NULL;
+	if (d == NULL || dn == NULL) {
+		snprintf(err, errlen, "directory: bad arguments");
+		return PG_EINTERNAL;
+	}
+	e = pg_dir_find_user_entry(d, user, dl, &ent, err, errlen);
+	if (e == PG_OK) {
+		*dn = ent.dn;
+		ent.dn = NULL;
+	}
+	pg_dir_entry_free(&ent);
+	return e;
+}
+
+/* ---- membership: walks ------------------------------------------------------ */
 
 void
 pg_dir_path_free(pg_dir_path *p)
@@ -1420,16 +1465,407 @@ walk_levels(const pg_dir *d)
 		d->cfg->directory.max_depth + 1 : 1;
 }
 
+/* ---- batches ---------------------------------------------------------------- */
+
 /*
- * Add the group DNs in LIST (taken over, LIST freed) reached from node
- * FROM; *hit = the index of the target group (whose dn_key is TARGET)
- * when it was reached, else -1.
+ * A batch holds membership questions and people to resolve, and answers
+ * them in rounds: each round sends every request that is due at once and
+ * collects the answers (one round trip).
+ *
+ *   member, uniqueMember   round 1: a compare on every group; with
+ *                nesting, also the search for the groups holding each
+ *                user (walk level 1), needed for every group the compare
+ *                finds the user not directly in.  Each later round: the
+ *                next walk level, one search per group of the level.
+ *   memberUid  round 1: a compare on every group (no nesting).
+ *   memberOf   the user's own memberOf values (from the entry when it
+ *                was read with them, else read in round 1); with nesting,
+ *                each later round reads the memberOf values of the groups
+ *                of the level.
+ *   people     round 1: one search per name.
+ *
+ * The questions of one user added before its walk starts share that walk:
+ * one walk, level by level, answers them all.  Each question's answer
+ * and path are those of walking for it alone (the walk visits the same
+ * nodes in the same order, and a group's path is fixed the first time it
+ * is reached).  Any failure fails the whole batch: every status becomes
+ * the error, every path and entry is freed.
  */
-static pg_err
-walk_add_all(struct walk *w, char **list, size_t n, long from,
-	     const char *target, long *hit, char *err, size_t errlen)
+enum mq_state { MQ_COMPARE, MQ_WALK, MQ_DONE };
+enum mq_why { WHY_NONE, WHY_NOT_MEMBER, WHY_NO_GROUP, WHY_NO_USER };
+
+#define NO_WALK ((size_t)-1)
+
+/* One membership question. */
+struct mq {
+	char *user;		/* login name (memberUid) */
+	char *user_dn;
+	char *group_dn;
+	char *target;		/* dn_key(group_dn) */
+	size_t walk;		/* its walk, or NO_WALK */
+	enum mq_state state;
+	enum mq_why why;	/* why the answer is "no" */
+	pg_err *status;		/* the caller's */
+	pg_dir_path *path;	/* the caller's, or NULL */
+};
+
+/* The upward walk from one user entry (node 0). */
+struct uwalk {
+	struct walk w;
+	char **preset;		/* the user's memberOf values, read already */
+	size_t n_preset;
+	int have_preset;
+	int started;		/* level 1 requested or applied */
+	int level;		/* levels expanded */
+	size_t lo, hi;		/* the nodes the next level expands */
+	int expanded;		/* this round expanded [lo, hi) */
+};
+
+/* One person to resolve. */
+struct rv {
+	char *filter;		/* NULL when the name was invalid */
+	int done;
+	pg_err *status;		/* the caller's */
+	pg_dir_entry *out;	/* the caller's */
+};
+
+struct pg_dir_batch {
+	pg_dir *d;
+	pg_err failed;		/* PG_OK until the batch fails */
+	char why[256];		/* the failure's message */
+	struct mq *q;
+	size_t nq, capq;
+	struct uwalk *wk;
+	size_t nw, capw;
+	struct rv *r;
+	size_t nr, capr;
+};
+
+/* V (N used of *CAP elements of SIZE) with room for one more: V itself,
+ * or a larger copy (V freed), or NULL when out of memory (V kept). */
+static void *
+grow(void *v, size_t n, size_t *cap, size_t size)
 {
-	size_t k;
+	size_t ncap;
+	void *nv;
+
+	if (n < *cap)
+		return v;
+	ncap = *cap ? *cap * 2 : 8;
+	nv = realloc(v, ncap * size);
+	if (nv != NULL)
+		*cap = ncap;
+	return nv;
+}
+
+pg_dir_batch *
+pg_dir_batch_new(pg_dir *d)
+{
+	pg_dir_batch *b;
+
+	if (d == NULL)
+		return NULL;
+	b = calloc(1, sizeof(*b));
+	if (b != NULL)
+		b->d = d;
+	return b;
+}
+
+void
+pg_dir_batch_free(pg_dir_batch *b)
+{
+	size_t i;
+
+	if (b == NULL)
+		return;
+	for (i = 0; i < b->nq; i++) {
+		free(b->q[i].user);
+		free(b->q[i].user_dn);
+		free(b->q[i].group_dn);
+		free(b->q[i].target);
+	}
+	for (i = 0; i < b->nw; i++) {
+		walk_free(&b->wk[i].w);
+		strv_free(b->wk[i].preset, b->wk[i].n_preset);
+	}
+	for (i = 0; i < b->nr; i++)
+		free(b->r[i].filter);
+	free(b->q);
+	free(b->wk);
+	free(b->r);
+	free(b);
+}
+
+/* Fail the whole batch with E (message in ERR): no partial results. */
+static pg_err
+batch_fail(pg_dir_batch *b, pg_err e, const char *err)
+{
+	size_t i;
+
+	if (b->failed == PG_OK) {
+		b->failed = e;
+		snprintf(b->why, sizeof(b->why), "%s", err);
+	}
+	for (i = 0; i < b->nq; i++) {
+		*b->q[i].status = b->failed;
+		pg_dir_path_free(b->q[i].path);
+		b->q[i].state = MQ_DONE;
+	}
+	for (i = 0; i < b->nr; i++) {
+		*b->r[i].status = b->failed;
+		pg_dir_entry_free(b->r[i].out);
+		b->r[i].done = 1;
+	}
+	return b->failed;
+}
+
+/* The error of a failed batch, again. */
+static pg_err
+batch_failed(const pg_dir_batch *b, char *err, size_t errlen)
+{
+	snprintf(err, errlen, "%s", b->why);
+	return b->failed;
+}
+
+/* The walk from the entry USER_DN that has not started yet, or a new one
+ * (with the memberOf values of E when it has them). */
+static pg_err
+walk_for(pg_dir_batch *b, const char *user_dn, const pg_dir_entry *e,
+	 size_t *out, char *err, size_t errlen)
+{
+	struct uwalk *u;
+	char *key = dn_key(user_dn);
+	size_t i;
+	int added;
+	pg_err rc = PG_OK;
+
+	if (key == NULL)
+		goto nomem;
+	for (i = 0; i < b->nw; i++) {
+		if (!b->wk[i].started && strcmp(b->wk[i].w.v[0].key, key) == 0)
+			break;
+	}
+	if (i == b->nw) {
+		u = grow(b->wk, b->nw, &b->capw, sizeof(*b->wk));
+		if (u == NULL)
+			goto nomem;
+		b->wk = u;
+		u = &b->wk[b->nw];
+		memset(u, 0, sizeof(*u));
+		rc = walk_add(&u->w, strdup(user_dn), -1, &added, err, errlen);
+		if (rc != PG_OK)
+			goto out;
+		u->lo = 0;
+		u->hi = 1;
+		b->nw++;
+	}
+	u = &b->wk[i];
+	if (memberof_mode(b->d) && e != NULL && e->have_memberof &&
+	    !u->have_preset) {
+		size_t k;
+
+		if (e->n_memberof > 0) {
+			u->preset = calloc(e->n_memberof, sizeof(*u->preset));
+			if (u->preset == NULL)
+				goto nomem;
+			u->n_preset = e->n_memberof;
+			for (k = 0; k < e->n_memberof; k++)
+				if ((u->preset[k] = strdup(e->memberof[k])) ==
+				    NULL)
+					goto nomem;
+		}
+		u->have_preset = 1;
+	}
+	*out = i;
+	goto out;
+nomem:
+	snprintf(err, errlen, "out of memory");
+	rc = PG_ENOMEM;
+out:
+	free(key);
+	return rc;
+}
+
+pg_err
+pg_dir_batch_member(pg_dir_batch *b, const char *user,
+		    const pg_dir_entry *entry, const char *group_dn,
+		    pg_err *status, pg_dir_path *path, char *err,
+		    size_t errlen)
+{
+	const pg_config *cfg;
+	struct mq *q;
+	pg_err e = PG_OK;
+
+	if (path != NULL) {
+		path->dn = NULL;
+		path->n = 0;
+	}
+	if (b == NULL || status == NULL) {
+		snprintf(err, errlen, "directory: bad arguments");
+		return PG_EINTERNAL;
+	}
+	*status = PG_EINTERNAL;		/* not answered yet */
+	if (b->failed != PG_OK) {
+		*status = b->failed;
+		return batch_failed(b, err, errlen);
+	}
+	cfg = b->d->cfg;
+	if (entry == NULL || entry->dn == NULL || entry->dn[0] == '\0' ||
+	    group_dn == NULL || group_dn[0] == '\0') {
+		snprintf(err, errlen, "directory: missing user or group DN");
+		e = PG_EINVAL;
+		goto out;
+	}
+	switch (cfg->directory.membership) {
+	case PG_MEMBER_MEMBER:
+	case PG_MEMBER_UNIQUEMEMBER:
+	case PG_MEMBER_MEMBEROF:
+		break;
+	case PG_MEMBER_MEMBERUID:
+		e = check_name(user, "user name", err, errlen);
+		if (e != PG_OK)
+			goto out;
+		break;
+	default:
+		snprintf(err, errlen, "directory: unknown group_membership");
+		e = PG_ECONFIG;
+		goto out;
+	}
+	q = grow(b->q, b->nq, &b->capq, sizeof(*b->q));
+	if (q == NULL)
+		goto nomem;
+	b->q = q;
+	q = &b->q[b->nq++];
+	memset(q, 0, sizeof(*q));
+	q->status = status;
+	q->path = path;
+	q->walk = NO_WALK;
+	q->state = memberof_mode(b->d) ? MQ_WALK : MQ_COMPARE;
+	q->user = strdup(user != NULL ? user : "");
+	q->user_dn = strdup(entry->dn);
+	q->group_dn = strdup(group_dn);
+	q->target = dn_key(group_dn);
+	if (q->user == NULL || q->user_dn == NULL || q->group_dn == NULL ||
+	    q->target == NULL)
+		goto nomem;
+	if (memberof_mode(b->d) ||
+	    (cfg->directory.nested_groups &&
+	     cfg->directory.membership != PG_MEMBER_MEMBERUID))
+		e = walk_for(b, entry->dn, entry, &q->walk, err, errlen);
+	goto out;
+nomem:
+	snprintf(err, errlen, "out of memory");
+	e = PG_ENOMEM;
+out:
+	if (e != PG_OK)
+		return batch_fail(b, e, err);
+	return PG_OK;
+}
+
+pg_err
+pg_dir_batch_resolve(pg_dir_batch *b, const char *const *names, size_t n,
+		     pg_dir_entry *out, pg_err *status, char *err,
+		     size_t errlen)
+{
+	const char *attr;
+	char one[256];
+	size_t i;
+	pg_err e = PG_OK;
+
+	if (b == NULL || (n > 0 && (names == NULL || out == NULL ||
+				    status == NULL))) {
+		snprintf(err, errlen, "directory: bad arguments");
+		return PG_EINTERNAL;
+	}
+	for (i = 0; i < n; i++) {
+		memset(&out[i], 0, sizeof(out[i]));
+		status[i] = b->failed != PG_OK ? b->failed : PG_EINTERNAL;
+	}
+	if (b->failed != PG_OK)
+		return batch_failed(b, err, errlen);
+	attr = b->d->cfg->directory.ticket_user_attr ?
+		b->d->cfg->directory.ticket_user_attr : "uid";
+	if (n > 0 && !attr_ok(attr)) {
+		snprintf(err, errlen, "[directory] ticket_user_attr is not an "
+			 "attribute name");
+		e = PG_ECONFIG;
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		struct rv *r = grow(b->r, b->nr, &b->capr, sizeof(*b->r));
+
+		if (r == NULL) {
+			snprintf(err, errlen, "out of memory");
+			e = PG_ENOMEM;
+			goto out;
+		}
+		b->r = r;
+		r = &b->r[b->nr++];
+		memset(r, 0, sizeof(*r));
+		r->status = &status[i];
+		r->out = &out[i];
+		if (check_name(names[i], "name", one, sizeof(one)) != PG_OK) {
+			status[i] = PG_EINVAL;
+			r->done = 1;
+			continue;
+		}
+		e = attr_filter(attr, names[i], &r->filter, err, errlen);
+		if (e != PG_OK)
+			goto out;
+	}
+out:
+	if (e != PG_OK)
+		return batch_fail(b, e, err);
+	return PG_OK;
+}
+
+/* Question Q is answered: member (path from node AT of its walk, or
+ * the group alone when AT < 0) or not (WHY). */
+static pg_err
+mq_answer(pg_dir_batch *b, struct mq *q, int member, long at,
+	  enum mq_why why, char *err, size_t errlen)
+{
+	pg_err e = PG_OK;
+
+	q->state = MQ_DONE;
+	q->why = why;
+	if (!member) {
+		*q->status = PG_ENOTFOUND;
+		return PG_OK;
+	}
+	if (at < 0)
+		e = path_one(q->path, q->group_dn, err, errlen);
+	else
+		e = walk_path(&b->wk[q->walk].w, (size_t)at, 1, q->path, err,
+			      errlen);
+	*q->status = e;
+	return e;
+}
+
+/* Does walk WI still have a question walking (or, WITH_COMPARE, one
+ * whose compare may yet send it walking)? */
+static int
+walk_open(const pg_dir_batch *b, size_t wi, int with_compare)
+{
+	size_t i;
+
+	for (i = 0; i < b->nq; i++)
+		if (b->q[i].walk == wi && (b->q[i].state == MQ_WALK ||
+					   (with_compare &&
+					    b->q[i].state == MQ_COMPARE)))
+			return 1;
+	return 0;
+}
+
+/* Add the DNs of LIST (taken over, LIST freed) to walk WI, reached from
+ * node FROM; every new node answers the walking questions it is the
+ * target of. */
+static pg_err
+walk_grow(pg_dir_batch *b, size_t wi, char **list, size_t n, long from,
+	  char *err, size_t errlen)
+{
+	struct walk *w = &b->wk[wi].w;
+	size_t k, i;
 	int added;
 	pg_err e = PG_OK;
 
@@ -1437,152 +1873,514 @@ walk_add_all(struct walk *w, char **list, size_t n, long from,
 		char *g = list[k];
 
 		list[k] = NULL;
-		if (e != PG_OK || *hit >= 0) {
+		if (e != PG_OK) {
 			free(g);
 			continue;
 		}
 		e = walk_add(w, g, from, &added, err, errlen);
-		if (e == PG_OK && added && strcmp(w->v[w->n - 1].key,
-						  target) == 0)
-			*hit = (long)(w->n - 1);
+		for (i = 0; e == PG_OK && added && i < b->nq; i++) {
+			struct mq *q = &b->q[i];
+
+			if (q->walk == wi && q->state == MQ_WALK &&
+			    strcmp(w->v[w->n - 1].key, q->target) == 0)
+				e = mq_answer(b, q, 1, (long)(w->n - 1),
+					      WHY_NONE, err, errlen);
+		}
 	}
 	free(list);
 	return e;
 }
 
-/* member / uniqueMember: a compare on the group, then the upward walk:
- * at each level, a search for the groups whose ATTR holds the DN. */
-static pg_err
-member_by_dn(pg_dir *d, const char *attr, const char *user_dn,
-	     const char *group_dn, pg_dir_path *path, pg_deadline dl,
-	     char *err, size_t errlen)
+/* After a level of walk WI: move on, and when the walk can go no
+ * further, its walking questions are answered "not a member". */
+static void
+walk_level_done(pg_dir_batch *b, size_t wi)
 {
-	struct walk w = { NULL, 0, 0 };
-	char *target = NULL;
-	size_t lo, hi, i;
-	long hit = -1;
-	int result, level, added, count;
+	struct uwalk *u = &b->wk[wi];
+	size_t i;
+
+	u->level++;
+	u->lo = u->hi;
+	u->hi = u->w.n;
+	if (u->level < walk_levels(b->d) && u->lo < u->hi)
+		return;
+	for (i = 0; i < b->nq; i++)
+		if (b->q[i].walk == wi && b->q[i].state == MQ_WALK) {
+			b->q[i].state = MQ_DONE;
+			b->q[i].why = WHY_NOT_MEMBER;
+			*b->q[i].status = PG_ENOTFOUND;
+		}
+}
+
+/* The memberOf values a walk already has for its user: level 1 without
+ * a request. */
+static pg_err
+walk_preset(pg_dir_batch *b, size_t wi, char *err, size_t errlen)
+{
+	struct uwalk *u = &b->wk[wi];
 	pg_err e;
 
-	e = compare(d, group_dn, attr, user_dn, dl, &result, err, errlen);
-	if (e != PG_OK)
-		goto out;
-	if (result < 0) {
-		snprintf(err, errlen, "group %s does not exist", group_dn);
-		e = PG_ENOTFOUND;
-		goto out;
-	}
-	if (result > 0) {
-		e = path_one(path, group_dn, err, errlen);
-		goto out;
-	}
-	if (!d->cfg->directory.nested_groups)
-		goto notmember;
-
-	target = dn_key(group_dn);
-	if (target == NULL) {
-		snprintf(err, errlen, "out of memory");
-		e = PG_ENOMEM;
-		goto out;
-	}
-	/* Node 0 is the user; level 1 (its groups) was the compare. */
-	e = walk_add(&w, strdup(user_dn), -1, &added, err, errlen);
-	if (e != PG_OK)
-		goto out;
-	lo = 0;
-	hi = w.n;
-	for (level = 1; level <= walk_levels(d) && lo < hi; level++) {
-		for (i = lo; i < hi; i++) {
-			char *filter = NULL, **dns = NULL;
-			size_t n_dns = 0;
-
-			e = attr_filter(attr, w.v[i].dn, &filter, err, errlen);
-			if (e != PG_OK)
-				goto out;
-			e = search_dns(d, filter, 0, dl, &count, NULL, &dns,
-				       &n_dns, err, errlen);
-			free(filter);
-			if (e != PG_OK)
-				goto out;
-			e = walk_add_all(&w, dns, n_dns, (long)i, target,
-					 &hit, err, errlen);
-			if (e != PG_OK)
-				goto out;
-			if (hit >= 0) {
-				e = walk_path(&w, (size_t)hit, 1, path, err,
-					      errlen);
-				goto out;
-			}
-		}
-		lo = hi;
-		hi = w.n;
-	}
-notmember:
-	snprintf(err, errlen, "%s is not a member of %s", user_dn, group_dn);
-	e = PG_ENOTFOUND;
-out:
-	free(target);
-	walk_free(&w);
+	u->started = 1;
+	e = walk_grow(b, wi, u->preset, u->n_preset, 0, err, errlen);
+	u->preset = NULL;
+	u->n_preset = 0;
+	if (e == PG_OK)
+		walk_level_done(b, wi);
 	return e;
 }
 
-/* memberOf: the memberOf values of the user's own entry, then (nesting)
- * those of each group's own entry. */
-static pg_err
-member_by_memberof(pg_dir *d, const char *user_dn, const char *group_dn,
-		   pg_dir_path *path, pg_deadline dl, char *err, size_t errlen)
+/* What an op of a round answers. */
+enum tag_kind { T_COMPARE, T_EXPAND, T_RESOLVE };
+
+struct tag {
+	enum tag_kind kind;
+	size_t i;		/* question, walk or person */
+	size_t node;		/* T_EXPAND: the node expanded */
+};
+
+/* A round's requests, what each answers, and the filters they use. */
+struct round {
+	struct op *ops;
+	struct tag *tags;
+	char **filters;
+	size_t n, cap;
+};
+
+static void
+round_free(struct round *rd)
 {
-	struct walk w = { NULL, 0, 0 };
-	char *target = dn_key(group_dn);
-	size_t lo, hi, i;
-	long hit = -1;
-	int level, added, found;
+	size_t i;
+
+	for (i = 0; i < rd->n; i++) {
+		if (rd->ops[i].res != NULL)
+			ldap_msgfree(rd->ops[i].res);
+		free(rd->filters[i]);
+	}
+	free(rd->ops);
+	free(rd->tags);
+	free(rd->filters);
+	memset(rd, 0, sizeof(*rd));
+}
+
+static char *attrs_memberof[] = { "memberOf", NULL };
+static char *attrs_none[] = { LDAP_NO_ATTRS, NULL };
+
+/* Append a request (FILTER taken over) answering TAG. */
+static pg_err
+round_add(struct round *rd, const struct req *rq, char *filter,
+	  struct tag tag, char *err, size_t errlen)
+{
+	if (rd->n == rd->cap) {
+		size_t ncap = rd->cap ? rd->cap * 2 : 16;
+		struct op *o = realloc(rd->ops, ncap * sizeof(*o));
+		struct tag *t;
+		char **f;
+
+		if (o != NULL)
+			rd->ops = o;
+		t = o ? realloc(rd->tags, ncap * sizeof(*t)) : NULL;
+		if (t != NULL)
+			rd->tags = t;
+		f = t ? realloc(rd->filters, ncap * sizeof(*f)) : NULL;
+		if (f == NULL) {
+			free(filter);
+			snprintf(err, errlen, "out of memory");
+			return PG_ENOMEM;
+		}
+		rd->filters = f;
+		rd->cap = ncap;
+	}
+	memset(&rd->ops[rd->n], 0, sizeof(rd->ops[rd->n]));
+	rd->ops[rd->n].rq = *rq;
+	if (filter != NULL)
+		rd->ops[rd->n].rq.filter = filter;
+	rd->tags[rd->n] = tag;
+	rd->filters[rd->n] = filter;
+	rd->n++;
+	return PG_OK;
+}
+
+/* The request that expands node NODE of walk WI. */
+static pg_err
+round_expand(pg_dir_batch *b, struct round *rd, size_t wi, size_t node,
+	     char *err, size_t errlen)
+{
+	const pg_config *cfg = b->d->cfg;
+	const char *dn = b->wk[wi].w.v[node].dn;
+	struct tag tag = { T_EXPAND, wi, node };
+	struct req rq;
+	char *filter = NULL;
 	pg_err e;
 
-	if (target == NULL) {
-		snprintf(err, errlen, "out of memory");
-		e = PG_ENOMEM;
-		goto out;
+	if (memberof_mode(b->d)) {
+		rq = (struct req){ REQ_SEARCH, dn, LDAP_SCOPE_BASE,
+				   "(objectClass=*)", attrs_memberof, 1, NULL,
+				   NULL };
+		return round_add(rd, &rq, NULL, tag, err, errlen);
 	}
-	e = walk_add(&w, strdup(user_dn), -1, &added, err, errlen);
+	e = attr_filter(cfg->directory.membership == PG_MEMBER_UNIQUEMEMBER ?
+			"uniqueMember" : "member", dn, &filter, err, errlen);
 	if (e != PG_OK)
-		goto out;
-	lo = 0;
-	hi = w.n;
-	for (level = 1; level <= walk_levels(d) && lo < hi; level++) {
-		for (i = lo; i < hi; i++) {
-			char **vals = NULL;
-			size_t n_vals = 0;
+		return e;
+	rq = (struct req){ REQ_SEARCH, cfg->directory.base, LDAP_SCOPE_SUBTREE,
+			   NULL, attrs_none, 0, NULL, NULL };
+	return round_add(rd, &rq, filter, tag, err, errlen);
+}
 
-			e = read_memberof(d, w.v[i].dn, dl, &found, &vals,
-					  &n_vals, err, errlen);
-			if (e != PG_OK)
-				goto out;
-			if (!found && i == 0) {
-				snprintf(err, errlen, "user entry %s does not "
-					 "exist", user_dn);
-				e = PG_ENOTFOUND;
-				goto out;
-			}
-			e = walk_add_all(&w, vals, n_vals, (long)i, target,
-					 &hit, err, errlen);
-			if (e != PG_OK)
-				goto out;
-			if (hit >= 0) {
-				e = walk_path(&w, (size_t)hit, 1, path, err,
-					      errlen);
-				goto out;
-			}
+/* Every request that is due now. */
+static pg_err
+round_build(pg_dir_batch *b, struct round *rd, char *err, size_t errlen)
+{
+	const pg_config *cfg = b->d->cfg;
+	size_t i, k;
+	pg_err e;
+
+	for (i = 0; i < b->nq; i++) {
+		struct mq *q = &b->q[i];
+		struct tag tag = { T_COMPARE, i, 0 };
+		struct req rq = { REQ_COMPARE, q->group_dn, 0, NULL, NULL, 0,
+				  NULL, NULL };
+
+		if (q->state != MQ_COMPARE)
+			continue;
+		switch (cfg->directory.membership) {
+		case PG_MEMBER_UNIQUEMEMBER:
+			rq.attr = "uniqueMember";
+			rq.value = q->user_dn;
+			break;
+		case PG_MEMBER_MEMBERUID:
+			rq.attr = "memberUid";
+			rq.value = q->user;
+			break;
+		default:
+			rq.attr = "member";
+			rq.value = q->user_dn;
+			break;
 		}
-		lo = hi;
-		hi = w.n;
+		e = round_add(rd, &rq, NULL, tag, err, errlen);
+		if (e != PG_OK)
+			return e;
 	}
-	snprintf(err, errlen, "%s is not a member of %s", user_dn, group_dn);
-	e = PG_ENOTFOUND;
-out:
-	free(target);
-	walk_free(&w);
+	for (i = 0; i < b->nw; i++) {
+		struct uwalk *u = &b->wk[i];
+
+		u->expanded = 0;
+		/* Level 1 goes with the compares that may need it. */
+		if (!walk_open(b, i, !u->started) ||
+		    u->level >= walk_levels(b->d) || u->lo >= u->hi)
+			continue;
+		u->started = 1;
+		u->expanded = 1;
+		for (k = u->lo; k < u->hi; k++) {
+			e = round_expand(b, rd, i, k, err, errlen);
+			if (e != PG_OK)
+				return e;
+		}
+	}
+	for (i = 0; i < b->nr; i++) {
+		struct rv *r = &b->r[i];
+		struct tag tag = { T_RESOLVE, i, 0 };
+		struct req rq = { REQ_SEARCH, cfg->directory.base,
+				  LDAP_SCOPE_SUBTREE, r->filter,
+				  memberof_mode(b->d) ? attrs_memberof :
+							attrs_none, 2, NULL,
+				  NULL };
+
+		if (r->done)
+			continue;
+		e = round_add(rd, &rq, NULL, tag, err, errlen);
+		if (e != PG_OK)
+			return e;
+	}
+	return PG_OK;
+}
+
+/* A compare's answer for question Q. */
+static pg_err
+apply_compare(pg_dir_batch *b, struct mq *q, const struct op *op, char *err,
+	      size_t errlen)
+{
+	switch (op->lrc) {
+	case LDAP_COMPARE_TRUE:
+		return mq_answer(b, q, 1, -1, WHY_NONE, err, errlen);
+	case LDAP_COMPARE_FALSE:
+	case LDAP_NO_SUCH_ATTRIBUTE:
+	case LDAP_UNDEFINED_TYPE:
+		if (q->walk != NO_WALK) {
+			q->state = MQ_WALK;	/* nested: the walk decides */
+			return PG_OK;
+		}
+		return mq_answer(b, q, 0, -1, WHY_NOT_MEMBER, err, errlen);
+	case LDAP_NO_SUCH_OBJECT:
+		return mq_answer(b, q, 0, -1, WHY_NO_GROUP, err, errlen);
+	case LDAP_INVALID_DN_SYNTAX:
+		snprintf(err, errlen, "%s: compare on %s: %s", b->d->uri,
+			 q->group_dn, ldap_err2string(op->lrc));
+		return PG_EINVAL;
+	default:
+		return bad_result(b->d, "compare on", q->group_dn, op->lrc, err,
+				  errlen);
+	}
+}
+
+/* The groups one expansion found: entry DNs (member kinds) or the
+ * memberOf values of the node's entry.  *missing = the entry does not
+ * exist (memberOf). */
+static pg_err
+expansion_dns(pg_dir_batch *b, const struct op *op, char ***list,
+	      size_t *n, int *missing, char *err, size_t errlen)
+{
+	LDAPMessage *m;
+	char **v = NULL;
+	size_t cnt = 0;
+	pg_err e = PG_OK;
+
+	*list = NULL;
+	*n = 0;
+	*missing = 0;
+	if (memberof_mode(b->d)) {
+		if (op->lrc == LDAP_NO_SUCH_OBJECT) {
+			*missing = 1;
+			return PG_OK;
+		}
+		if (op->lrc != LDAP_SUCCESS)
+			return bad_result(b->d, "reading memberOf of",
+					  op->rq.base, op->lrc, err, errlen);
+		m = ldap_first_entry(b->d->ld, op->res);
+		if (m == NULL) {
+			*missing = 1;
+			return PG_OK;
+		}
+		return entry_values(b->d, m, "memberOf", list, n, err, errlen);
+	}
+	if (op->lrc != LDAP_SUCCESS && op->lrc != LDAP_SIZELIMIT_EXCEEDED)
+		return bad_result(b->d, "search under", op->rq.base, op->lrc,
+				  err, errlen);
+	cnt = (size_t)ldap_count_entries(b->d->ld, op->res);
+	if (cnt == 0)
+		return PG_OK;
+	v = calloc(cnt, sizeof(*v));
+	if (v == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return PG_ENOMEM;
+	}
+	for (m = ldap_first_entry(b->d->ld, op->res); m != NULL && e == PG_OK;
+	     m = ldap_next_entry(b->d->ld, m)) {
+		char *dn = entry_dn(b->d, m, &e, err, errlen);
+
+		if (dn != NULL && *n < cnt)
+			v[(*n)++] = dn;
+		else
+			free(dn);
+	}
+	if (e != PG_OK) {
+		strv_free(v, *n);
+		*n = 0;
+		return e;
+	}
+	*list = v;
+	return PG_OK;
+}
+
+/* An expansion's answer: node NODE of walk WI. */
+static pg_err
+apply_expand(pg_dir_batch *b, size_t wi, size_t node, const struct op *op,
+	     char *err, size_t errlen)
+{
+	char **list = NULL;
+	size_t n = 0, i;
+	int missing;
+	pg_err e;
+
+	e = expansion_dns(b, op, &list, &n, &missing, err, errlen);
+	if (e != PG_OK)
+		return e;
+	if (missing && node == 0) {
+		/* memberOf: the user's own entry is gone. */
+		for (i = 0; i < b->nq; i++)
+			if (b->q[i].walk == wi && b->q[i].state == MQ_WALK)
+				mq_answer(b, &b->q[i], 0, -1, WHY_NO_USER,
+					  err, errlen);
+		return PG_OK;
+	}
+	return walk_grow(b, wi, list, n, (long)node, err, errlen);
+}
+
+/* A person's search: one entry, none, or several. */
+static pg_err
+apply_resolve(pg_dir_batch *b, struct rv *r, const struct op *op, char *err,
+	      size_t errlen)
+{
+	LDAPMessage *m;
+	int count;
+	pg_err e = PG_OK;
+
+	if (op->lrc != LDAP_SUCCESS && op->lrc != LDAP_SIZELIMIT_EXCEEDED)
+		return bad_result(b->d, "search under", op->rq.base, op->lrc,
+				  err, errlen);
+	r->done = 1;
+	count = ldap_count_entries(b->d->ld, op->res);
+	if (op->lrc == LDAP_SIZELIMIT_EXCEEDED)
+		count = 2;
+	if (count != 1) {
+		*r->status = count <= 0 ? PG_ENOTFOUND : PG_EAMBIGUOUS;
+		return PG_OK;
+	}
+	m = ldap_first_entry(b->d->ld, op->res);
+	if (m != NULL)
+		r->out->dn = entry_dn(b->d, m, &e, err, errlen);
+	if (e != PG_OK)
+		return e;
+	if (r->out->dn == NULL) {
+		snprintf(err, errlen, "%s: search under %s: an entry without "
+			 "a DN", b->d->uri, op->rq.base);
+		return PG_EPROTO;
+	}
+	if (memberof_mode(b->d)) {
+		e = entry_values(b->d, m, "memberOf", &r->out->memberof,
+				 &r->out->n_memberof, err, errlen);
+		if (e != PG_OK)
+			return e;
+		r->out->have_memberof = 1;
+	}
+	*r->status = PG_OK;
+	return PG_OK;
+}
+
+/* Apply a round's answers: compares first (they decide which questions
+ * walk), then each walk's level in node order, then the people. */
+static pg_err
+round_apply(pg_dir_batch *b, struct round *rd, char *err, size_t errlen)
+{
+	size_t i;
+	pg_err e;
+
+	for (i = 0; i < rd->n; i++) {
+		if (rd->tags[i].kind != T_COMPARE)
+			continue;
+		e = apply_compare(b, &b->q[rd->tags[i].i], &rd->ops[i], err,
+				  errlen);
+		if (e != PG_OK)
+			return e;
+	}
+	for (i = 0; i < rd->n; i++) {
+		if (rd->tags[i].kind != T_EXPAND)
+			continue;
+		e = apply_expand(b, rd->tags[i].i, rd->tags[i].node,
+				 &rd->ops[i], err, errlen);
+		if (e != PG_OK)
+			return e;
+	}
+	for (i = 0; i < b->nw; i++)
+		if (b->wk[i].expanded) {
+			b->wk[i].expanded = 0;
+			walk_level_done(b, i);
+		}
+	for (i = 0; i < rd->n; i++) {
+		if (rd->tags[i].kind != T_RESOLVE)
+			continue;
+		e = apply_resolve(b, &b->r[rd->tags[i].i], &rd->ops[i], err,
+				  errlen);
+		if (e != PG_OK)
+			return e;
+	}
+	return PG_OK;
+}
+
+static int
+batch_pending(const pg_dir_batch *b)
+{
+	size_t i;
+
+	for (i = 0; i < b->nq; i++)
+		if (b->q[i].state != MQ_DONE)
+			return 1;
+	for (i = 0; i < b->nr; i++)
+		if (!b->r[i].done)
+			return 1;
+	return 0;
+}
+
+pg_err
+pg_dir_batch_step(pg_dir_batch *b, pg_deadline dl, int *more, char *err,
+		  size_t errlen)
+{
+	struct round rd = { NULL, NULL, NULL, 0, 0 };
+	size_t i;
+	pg_err e = PG_OK;
+
+	if (more != NULL)
+		*more = 0;
+	if (b == NULL) {
+		snprintf(err, errlen, "directory: bad arguments");
+		return PG_EINTERNAL;
+	}
+	if (b->failed != PG_OK)
+		return batch_failed(b, err, errlen);
+	b->d->retries = 1;
+	/* memberOf values in hand answer level 1 without a request. */
+	for (i = 0; i < b->nw && e == PG_OK; i++)
+		if (!b->wk[i].started && b->wk[i].have_preset &&
+		    walk_open(b, i, 0))
+			e = walk_preset(b, i, err, errlen);
+	if (e == PG_OK)
+		e = round_build(b, &rd, err, errlen);
+	if (e == PG_OK && rd.n == 0 && batch_pending(b)) {
+		snprintf(err, errlen, "directory: a lookup made no progress");
+		e = PG_EINTERNAL;
+	}
+	if (e == PG_OK && rd.n > 0)
+		e = dir_ops(b->d, rd.ops, rd.n, dl, err, errlen);
+	if (e == PG_OK)
+		e = round_apply(b, &rd, err, errlen);
+	round_free(&rd);
+	if (e != PG_OK)
+		return batch_fail(b, e, err);
+	if (more != NULL)
+		*more = batch_pending(b);
+	return PG_OK;
+}
+
+pg_err
+pg_dir_batch_run(pg_dir_batch *b, pg_deadline dl, char *err, size_t errlen)
+{
+	int more = 1;
+	pg_err e = PG_OK;
+
+	if (b == NULL) {
+		snprintf(err, errlen, "directory: bad arguments");
+		return PG_EINTERNAL;
+	}
+	if (b->failed != PG_OK)
+		return batch_failed(b, err, errlen);
+	more = batch_pending(b);
+	while (e == PG_OK && more)
+		e = pg_dir_batch_step(b, dl, &more, err, errlen);
 	return e;
+}
+
+/* ---- public: membership ---------------------------------------------------- */
+
+/* Why question I of B is answered "no", as pg_dir_is_member says it. */
+static void
+mq_why_msg(const pg_dir_batch *b, size_t i, char *err, size_t errlen)
+{
+	const struct mq *q = &b->q[i];
+
+	switch (q->why) {
+	case WHY_NO_GROUP:
+		snprintf(err, errlen, "group %s does not exist", q->group_dn);
+		break;
+	case WHY_NO_USER:
+		snprintf(err, errlen, "user entry %s does not exist",
+			 q->user_dn);
+		break;
+	default:
+		snprintf(err, errlen, "%s is not a member of %s",
+			 b->d->cfg->directory.membership == PG_MEMBER_MEMBERUID
+			 ? q->user : q->user_dn, q->group_dn);
+		break;
+	}
 }
 
 pg_err
@@ -1590,8 +2388,9 @@ pg_dir_is_member(pg_dir *d, const char *user, const char *user_dn,
 		 const char *group_dn, pg_dir_path *path, pg_deadline dl,
 		 char *err, size_t errlen)
 {
-	int result;
-	pg_err e;
+	pg_dir_entry ent = { (char *)user_dn, NULL, 0, 0 };
+	pg_dir_batch *b = NULL;
+	pg_err e, st = PG_EINTERNAL;
 
 	if (path != NULL) {
 		path->dn = NULL;
@@ -1602,48 +2401,61 @@ pg_dir_is_member(pg_dir *d, const char *user, const char *user_dn,
 		snprintf(err, errlen, "directory: missing user or group DN");
 		return PG_EINVAL;
 	}
-	d->retries = 1;
-	switch (d->cfg->directory.membership) {
-	case PG_MEMBER_MEMBER:
-		e = member_by_dn(d, "member", user_dn, group_dn, path, dl, err,
-				 errlen);
-		break;
-	case PG_MEMBER_UNIQUEMEMBER:
-		e = member_by_dn(d, "uniqueMember", user_dn, group_dn, path, dl,
-				 err, errlen);
-		break;
-	case PG_MEMBER_MEMBERUID:
-		/* posixGroup members are names: no nesting. */
-		e = check_name(user, "user name", err, errlen);
-		if (e != PG_OK)
-			break;
-		e = compare(d, group_dn, "memberUid", user, dl, &result, err,
-			    errlen);
-		if (e != PG_OK)
-			break;
-		if (result < 0) {
-			snprintf(err, errlen, "group %s does not exist",
-				 group_dn);
-			e = PG_ENOTFOUND;
-		} else if (result == 0) {
-			snprintf(err, errlen, "%s is not a member of %s", user,
-				 group_dn);
-			e = PG_ENOTFOUND;
-		} else {
-			e = path_one(path, group_dn, err, errlen);
-		}
-		break;
-	case PG_MEMBER_MEMBEROF:
-		e = member_by_memberof(d, user_dn, group_dn, path, dl, err,
-				       errlen);
-		break;
-	default:
-		snprintf(err, errlen, "directory: unknown group_membership");
-		e = PG_ECONFIG;
-		break;
+	b = pg_dir_batch_new(d);
+	if (b == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return PG_ENOMEM;
+	}
+	e = pg_dir_batch_member(b, user, &ent, group_dn, &st, path, err,
+				errlen);
+	if (e == PG_OK)
+		e = pg_dir_batch_run(b, dl, err, errlen);
+	if (e == PG_OK && st != PG_OK) {
+		mq_why_msg(b, 0, err, errlen);
+		e = st;
 	}
 	if (e != PG_OK)
 		pg_dir_path_free(path);
+	pg_dir_batch_free(b);
+	return e;
+}
+
+pg_err
+pg_dir_is_member_many(pg_dir *d, const char *user, const pg_dir_entry *entry,
+		      const char *const *groups, size_t n, pg_err *results,
+		      pg_dir_path *paths, pg_deadline dl, char *err,
+		      size_t errlen)
+{
+	pg_dir_batch *b = NULL;
+	size_t i;
+	pg_err e = PG_OK;
+
+	if (d == NULL || (n > 0 && (groups == NULL || results == NULL))) {
+		snprintf(err, errlen, "directory: bad arguments");
+		return PG_EINTERNAL;
+	}
+	for (i = 0; i < n; i++) {
+		results[i] = PG_EINTERNAL;
+		if (paths != NULL)
+			memset(&paths[i], 0, sizeof(paths[i]));
+	}
+	b = pg_dir_batch_new(d);
+	if (b == NULL) {
+		snprintf(err, errlen, "out of memory");
+		e = PG_ENOMEM;
+	}
+	for (i = 0; i < n && e == PG_OK; i++)
+		e = pg_dir_batch_member(b, user, entry, groups[i], &results[i],
+					paths != NULL ? &paths[i] : NULL, err,
+					errlen);
+	if (e == PG_OK)
+		e = pg_dir_batch_run(b, dl, err, errlen);
+	for (i = 0; e != PG_OK && i < n; i++) {
+		results[i] = e;
+		if (paths != NULL)
+			pg_dir_path_free(&paths[i]);
+	}
+	pg_dir_batch_free(b);
 	return e;
 }
 
@@ -1653,13 +2465,10 @@ pg_err
 pg_dir_resolve(pg_dir *d, const char *const *names, size_t n, char **dns,
 	       pg_err *status, pg_deadline dl, char *err, size_t errlen)
 {
-	char *no_attrs[] = { LDAP_NO_ATTRS, NULL };
-	char **filters = NULL;
-	int *msgid = NULL, *count = NULL, *done = NULL;
-	const char *attr;
-	char one[256];
-	size_t i, pending = 0;
-	pg_err e = PG_OK;
+	pg_dir_entry *ents = NULL;
+	pg_dir_batch *b = NULL;
+	size_t i;
+	pg_err e;
 
 	if (d == NULL || (n > 0 && (names == NULL || dns == NULL ||
 				    status == NULL))) {
@@ -1672,181 +2481,29 @@ pg_dir_resolve(pg_dir *d, const char *const *names, size_t n, char **dns,
 	}
 	if (n == 0)
 		return PG_OK;
-	d->retries = 1;
-	attr = d->cfg->directory.ticket_user_attr ?
-		d->cfg->directory.ticket_user_attr : "uid";
-	if (!attr_ok(attr)) {
-		snprintf(err, errlen, "[directory] ticket_user_attr is not an "
-			 "attribute name");
-		return PG_ECONFIG;
-	}
-	filters = calloc(n, sizeof(*filters));
-	msgid = calloc(n, sizeof(*msgid));
-	count = calloc(n, sizeof(*count));
-	done = calloc(n, sizeof(*done));
-	if (filters == NULL || msgid == NULL || count == NULL || done == NULL) {
+	ents = calloc(n, sizeof(*ents));
+	b = pg_dir_batch_new(d);
+	if (ents == NULL || b == NULL) {
 		snprintf(err, errlen, "out of memory");
 		e = PG_ENOMEM;
 		goto out;
 	}
-	for (i = 0; i < n; i++) {
-		if (check_name(names[i], "name", one, sizeof(one)) != PG_OK) {
-			status[i] = PG_EINVAL;
-			done[i] = 1;
-			continue;
-		}
-		e = attr_filter(attr, names[i], &filters[i], err, errlen);
-		if (e != PG_OK)
-			goto out;
+	e = pg_dir_batch_resolve(b, names, n, ents, status, err, errlen);
+	if (e == PG_OK)
+		e = pg_dir_batch_run(b, dl, err, errlen);
+	for (i = 0; e == PG_OK && i < n; i++) {
+		dns[i] = ents[i].dn;
+		ents[i].dn = NULL;
 	}
-
-	for (;;) {
-		pg_deadline adl;
-		int64_t start;
-		struct timeval tv;
-		int rc = LDAP_SUCCESS, lost = 0;
-
-		if (pg_deadline_left(dl) == 0) {
-			snprintf(err, errlen, "directory: deadline passed");
-			e = PG_ETIMEOUT;
-			goto out;
-		}
-		if (d->ld == NULL) {
-			e = dir_connect(d, dl, err, errlen);
-			if (e != PG_OK)
-				goto out;
-		}
-		adl = op_deadline(d, dl);
-		start = pg_mono_ms();
-		set_timeouts(d->ld, adl);
-		ms_to_tv(pg_deadline_left(adl), &tv);
-		/* Send every search that is not finished. */
-		pending = 0;
-		for (i = 0; i < n && rc == LDAP_SUCCESS; i++) {
-			if (done[i])
-				continue;
-			count[i] = 0;
-			free(dns[i]);
-			dns[i] = NULL;
-			rc = ldap_search_ext(d->ld, d->cfg->directory.base,
-					     LDAP_SCOPE_SUBTREE, filters[i],
-					     no_attrs, 0, NULL, NULL, &tv, 2,
-					     &msgid[i]);
-			if (rc == LDAP_SUCCESS)
-				pending++;
-		}
-		/* Collect the answers as they come. */
-		while (rc == LDAP_SUCCESS && pending > 0) {
-			LDAPMessage *msg = NULL;
-			int r, id, lrc = LDAP_OTHER;
-
-			ms_to_tv(pg_deadline_left(adl), &tv);
-			r = ldap_result(d->ld, LDAP_RES_ANY, LDAP_MSG_ONE, &tv,
-					&msg);
-			if (r == 0) {
-				snprintf(err, errlen, "%s: search: no answer "
-					 "within %lld ms", d->uri,
-					 (long long)(adl - start));
-				dir_drop(d);
-				e = PG_ETIMEOUT;
-				goto out;
-			}
-			if (r < 0) {
-				ldap_get_option(d->ld, LDAP_OPT_RESULT_CODE,
-						&rc);
-				if (rc == LDAP_SUCCESS)
-					rc = LDAP_OTHER;
-				break;
-			}
-			id = ldap_msgid(msg);
-			for (i = 0; i < n; i++)
-				if (!done[i] && msgid[i] == id)
-					break;
-			if (i == n) {
-				ldap_msgfree(msg);
-				continue;
-			}
-			if (r == LDAP_RES_SEARCH_ENTRY) {
-				if (++count[i] == 1) {
-					char *s = ldap_get_dn(d->ld, msg);
-
-					if (s != NULL) {
-						dns[i] = strdup(s);
-						ldap_memfree(s);
-					}
-					if (dns[i] == NULL) {
-						ldap_msgfree(msg);
-						snprintf(err, errlen,
-							 "out of memory");
-						e = PG_ENOMEM;
-						goto out;
-					}
-				}
-			} else if (r == LDAP_RES_SEARCH_RESULT) {
-				rc = ldap_parse_result(d->ld, msg, &lrc, NULL,
-						       NULL, NULL, NULL, 0);
-				if (rc == LDAP_SUCCESS &&
-				    lrc != LDAP_SUCCESS &&
-				    lrc != LDAP_SIZELIMIT_EXCEEDED) {
-					ldap_msgfree(msg);
-					e = bad_result(d, "search under",
-						       d->cfg->directory.base,
-						       lrc, err, errlen);
-					goto out;
-				}
-				if (lrc == LDAP_SIZELIMIT_EXCEEDED)
-					count[i] = 2;
-				done[i] = 1;
-				pending--;
-			}
-			ldap_msgfree(msg);
-		}
-		if (rc == LDAP_SUCCESS)
-			break;
-		lost = is_down(rc);
-		if (lost && d->retries > 0) {
-			d->retries--;
-			dir_drop(d);
-			continue;
-		}
-		set_ld_err(err, errlen, d->uri, "search", d->ld, rc);
-		if (lost)
-			dir_drop(d);
-		e = rc == LDAP_TIMEOUT ? PG_ETIMEOUT : PG_EUNAVAIL;
-		if (rc == LDAP_TIMEOUT)
-			dir_drop(d);
-		goto out;
-	}
-	for (i = 0; i < n; i++) {
-		if (status[i] == PG_EINVAL)
-			continue;
-		if (count[i] == 1) {
-			status[i] = PG_OK;
-			continue;
-		}
-		status[i] = count[i] == 0 ? PG_ENOTFOUND : PG_EAMBIGUOUS;
-		free(dns[i]);
-		dns[i] = NULL;
-	}
-	e = PG_OK;
 out:
-	if (e != PG_OK) {
-		/* Answers still due must not linger on the connection. */
-		if (pending > 0)
-			dir_drop(d);
-		for (i = 0; i < n; i++) {
-			free(dns[i]);
-			dns[i] = NULL;
+	for (i = 0; i < n; i++) {
+		if (e != PG_OK)
 			status[i] = e;
-		}
+		if (ents != NULL)
+			pg_dir_entry_free(&ents[i]);
 	}
-	if (filters != NULL)
-		for (i = 0; i < n; i++)
-			free(filters[i]);
-	free(filters);
-	free(msgid);
-	free(count);
-	free(done);
+	free(ents);
+	pg_dir_batch_free(b);
 	return e;
 }
 
@@ -1897,49 +2554,6 @@ user_wildcard_filter(const pg_dir *d)
 	}
 	*o = '\0';
 	return out;
-}
-
-static void
-strv_free(char **v, size_t n)
-{
-	while (n > 0)
-		free(v[--n]);
-	free(v);
-}
-
-/* The values of ATTR in entry M as strdup'd strings. */
-static pg_err
-entry_values(pg_dir *d, LDAPMessage *m, const char *attr, char ***out,
-	     size_t *n, char *err, size_t errlen)
-{
-	struct berval **bv = ldap_get_values_len(d->ld, m, attr);
-	size_t cnt = bv ? (size_t)ldap_count_values_len(bv) : 0, k;
-	char **v = NULL;
-	pg_err e = PG_OK;
-
-	*out = NULL;
-	*n = 0;
-	if (cnt == 0)
-		goto out;
-	v = calloc(cnt, sizeof(*v));
-	if (v == NULL)
-		goto nomem;
-	for (k = 0; k < cnt; k++)
-		if ((v[k] = strndup(bv[k]->bv_val, bv[k]->bv_len)) == NULL)
-			goto nomem;
-	*out = v;
-	*n = cnt;
-	v = NULL;
-	goto out;
-nomem:
-	snprintf(err, errlen, "out of memory");
-	e = PG_ENOMEM;
-out:
-	if (v != NULL)
-		strv_free(v, cnt);
-	if (bv != NULL)
-		ldap_value_free_len(bv);
-	return e;
 }
 
 /* One entry read by a base search: its DN and the values of two

@@ -4,8 +4,19 @@
  * The ticket lookup and the user's directory lookups are independent, so
  * they run at the same time: the worker's fetcher thread performs
  * pg_ticket_fetch() while the worker talks to the directory.  Only the
- * people the ticket names need both, and are resolved after the join.
- * The facts are exactly those of doing the two one after the other.
+ * people the ticket names need both.
+ *
+ * The directory is asked in as few round trips as the facts allow (a
+ * pg_dir_batch sends each step's requests together):
+ *   1. the user's entry (with what membership needs of it);
+ *   2. the memberships of the role group and of every conflicting group,
+ *      and, when the ticket is in by then, the people it names;
+ *   3. the approvers' approver-group memberships, together with whatever
+ *      nested levels the user's memberships still need.
+ * When the ticket arrives only after step 2 was sent, the people and then
+ * the approvers follow in a second batch.  The facts are exactly those of
+ * doing every lookup one after the other; a failed batch leaves its facts
+ * UNKNOWN with the error recorded.
  */
 #include "gather.h"
 
@@ -148,6 +159,18 @@ fetch_wait(pg_fetcher *f)
 	return rc;
 }
 
+/* Has the fetch started by fetch_start finished?  (Never waits.) */
+static int
+fetch_ready(pg_fetcher *f)
+{
+	int done;
+
+	pthread_mutex_lock(&f->lock);
+	done = f->state == F_DONE;
+	pthread_mutex_unlock(&f->lock);
+	return done;
+}
+
 /* ---- facts ---------------------------------------------------------------- */
 
 /* Remember the first directory failure; later ones add nothing new. */
@@ -161,55 +184,121 @@ dir_failed(pg_gathered *g, pg_err e, const char *msg)
 	g->facts.dir_error = g->dir_err;
 }
 
-/* Membership as a fact: YES, NO, or UNKNOWN (error recorded). */
-static pg_fact
-member_fact(pg_dir *dir, pg_gathered *g, const char *login, const char *dn,
-	    const char *group, pg_dir_path *path, pg_deadline dl)
+/* Wait for the ticket and record it. */
+static void
+ticket_join(pg_fetcher *fetch, pg_gathered *g)
 {
-	char err[256];
-	pg_err e;
+	pg_err e = fetch_wait(fetch);
 
-	e = pg_dir_is_member(dir, login, dn, group, path, dl, err, sizeof(err));
+	g->facts.ticket_status = e;
+	g->facts.ticket_error = g->ticket_err;
 	if (e == PG_OK)
-		return PG_FACT_YES;
-	if (e == PG_ENOTFOUND)
-		return PG_FACT_NO;
-	dir_failed(g, e, err);
-	return PG_FACT_UNKNOWN;
+		g->facts.ticket = &g->ticket;
 }
 
-static void
-gather_user(pg_dir *dir, const pg_config *cfg, const pg_role_cfg *role,
-	    const pg_request *req, pg_deadline dl, pg_gathered *g)
-{
-	pg_facts *f = &g->facts;
-	char err[256];
-	size_t i;
+/*
+ * The directory lookups after the user's entry, in one batch (one round
+ * trip per step, see directory.h): the user's memberships, and the
+ * people the ticket names when the ticket is in, followed by the
+ * approvers' memberships once those are resolved.
+ */
+struct lookups {
+	pg_dir_batch *b;
+	int members;		/* the user's memberships were asked */
+	pg_err st_group;
+	pg_err st_conf[PG_MAX_ROLES];
+	int conf_asked[PG_MAX_ROLES];
+	int people;		/* the people were asked */
+	int people_taken;	/* ... and their facts derived */
+	pg_err st_people[PG_MAX_APPROVERS + 2];
+	pg_err st_appr[PG_MAX_APPROVERS];
+	int appr_asked[PG_MAX_APPROVERS];
+	pg_err e;		/* PG_OK, or the error that failed the batch */
+};
 
-	f->user_status = pg_dir_find_user(dir, req->user, dl, &g->user_dn,
-					  err, sizeof(err));
-	if (f->user_status == PG_EINVAL)
-		f->user_status = PG_ENOTFOUND;	/* no such name can exist */
-	if (f->user_status != PG_OK) {
-		if (f->user_status != PG_ENOTFOUND &&
-		    f->user_status != PG_EAMBIGUOUS)
-			dir_failed(g, f->user_status, err);
-		return;
+static void
+lookups_init(pg_dir *dir, struct lookups *l, char *err, size_t errlen)
+{
+	memset(l, 0, sizeof(*l));
+	l->b = pg_dir_batch_new(dir);
+	l->e = PG_OK;
+	if (l->b == NULL) {
+		snprintf(err, errlen, "directory: out of memory");
+		l->e = PG_ENOMEM;
 	}
-	f->in_group = member_fact(dir, g, req->user, g->user_dn, role->group,
-				  &g->path, dl);
-	if (f->in_group == PG_FACT_YES && g->path.n > 0)
-		f->group_via = g->path.dn[0];
-	for (i = 0; i < role->conflicts.n && i < PG_MAX_ROLES; i++) {
+}
+
+/* The user's role group (path kept for the explanation) and the group of
+ * every conflicting role. */
+static pg_err
+ask_user(struct lookups *l, const pg_config *cfg, const pg_role_cfg *role,
+	 const pg_request *req, pg_gathered *g, char *err, size_t errlen)
+{
+	size_t i;
+	pg_err e;
+
+	l->members = 1;
+	e = pg_dir_batch_member(l->b, req->user, &g->user, role->group,
+				&l->st_group, &g->path, err, errlen);
+	for (i = 0; e == PG_OK && i < role->conflicts.n && i < PG_MAX_ROLES;
+	     i++) {
 		const pg_role_cfg *other = pg_config_role(cfg,
 							  role->conflicts.v[i]);
 
+		if (other == NULL)
+			continue;
+		l->conf_asked[i] = 1;
+		e = pg_dir_batch_member(l->b, req->user, &g->user, other->group,
+					&l->st_conf[i], NULL, err, errlen);
+	}
+	return e;
+}
+
+/* The user's membership facts from the answers (UNKNOWN when the
+ * lookups failed). */
+static void
+take_user(const struct lookups *l, const pg_role_cfg *role, pg_gathered *g)
+{
+	pg_facts *f = &g->facts;
+	size_t i;
+
+	f->in_group = l->e != PG_OK ? PG_FACT_UNKNOWN :
+		      l->st_group == PG_OK ? PG_FACT_YES : PG_FACT_NO;
+	if (f->in_group == PG_FACT_YES && g->path.n > 0)
+		f->group_via = g->path.dn[0];
+	for (i = 0; i < role->conflicts.n && i < PG_MAX_ROLES; i++) {
 		f->conflicts[i].role = role->conflicts.v[i];
-		f->conflicts[i].member = other == NULL ? PG_FACT_UNKNOWN :
-			member_fact(dir, g, req->user, g->user_dn, other->group,
-				    NULL, dl);
+		if (!l->conf_asked[i] || l->e != PG_OK)
+			f->conflicts[i].member = PG_FACT_UNKNOWN;
+		else
+			f->conflicts[i].member = l->st_conf[i] == PG_OK ?
+				PG_FACT_YES : PG_FACT_NO;
 	}
 	f->n_conflicts = i;
+}
+
+static size_t
+n_approvers(const pg_ticket *t)
+{
+	return t->approvers.n < PG_MAX_APPROVERS ? t->approvers.n :
+						   PG_MAX_APPROVERS;
+}
+
+/* Requested-for, requester and every approver, all in one round. */
+static pg_err
+ask_people(struct lookups *l, pg_gathered *g, char *err, size_t errlen)
+{
+	const pg_ticket *t = &g->ticket;
+	const char *names[PG_MAX_APPROVERS + 2];
+	size_t n = 0, i, na = n_approvers(t);
+
+	names[n++] = t->requested_for ? t->requested_for : "";
+	names[n++] = t->requester ? t->requester : "";
+	for (i = 0; i < na; i++)
+		names[n++] = t->approvers.v[i];
+	l->people = 1;
+	return pg_dir_batch_resolve(l->b, names, n, g->people, l->st_people,
+				    err, errlen);
 }
 
 /* Same entry as the user?  UNKNOWN when either side is unresolved. */
@@ -234,45 +323,23 @@ is_user(const pg_gathered *g, const char *dn)
 	return PG_FACT_UNKNOWN;
 }
 
-/*
- * Resolve requested-for, requester and every approver in one directory
- * round trip, then derive the person facts from resolved entries.
- */
+/* The person facts, derived from the resolved entries (comparing people
+ * as entries, not as names). */
 static void
-gather_people(pg_dir *dir, const pg_role_cfg *role, pg_deadline dl,
-	      pg_gathered *g)
+take_people(struct lookups *l, pg_gathered *g)
 {
 	pg_facts *f = &g->facts;
 	const pg_ticket *t = &g->ticket;
-	const char *names[PG_MAX_APPROVERS + 2];
-	char *dns[PG_MAX_APPROVERS + 2] = { 0 };
-	pg_err st[PG_MAX_APPROVERS + 2];
-	size_t n = 0, na, i, j;
-	char err[256];
-	pg_err e;
+	const pg_err *st = l->st_people;
+	const char *requester = st[1] == PG_OK ? g->people[1].dn : NULL;
+	size_t na = n_approvers(t), i, j;
 
-	na = t->approvers.n < PG_MAX_APPROVERS ? t->approvers.n :
-						 PG_MAX_APPROVERS;
-	names[n++] = t->requested_for ? t->requested_for : "";
-	names[n++] = t->requester ? t->requester : "";
-	for (i = 0; i < na; i++)
-		names[n++] = t->approvers.v[i];
-
-	e = pg_dir_resolve(dir, names, n, dns, st, dl, err, sizeof(err));
-	if (e != PG_OK) {
-		dir_failed(g, e, err);
-		for (i = 0; i < na; i++) {
-			g->approvers[i].name = t->approvers.v[i];
-			g->approvers[i].resolved = e;
-		}
-		f->approvers = g->approvers;
-		f->n_approvers = na;
-		return;
-	}
-
+	l->people_taken = 1;
 	/* An unknown or ambiguous name is not the user. */
-	f->for_user = st[0] == PG_OK ? is_user(g, dns[0]) : PG_FACT_NO;
-	f->requester_is_user = st[1] == PG_OK ? is_user(g, dns[1]) : PG_FACT_NO;
+	f->for_user = st[0] == PG_OK ? is_user(g, g->people[0].dn) :
+				       PG_FACT_NO;
+	f->requester_is_user = st[1] == PG_OK ? is_user(g, requester) :
+						PG_FACT_NO;
 	/* A requester the directory cannot name cannot be told apart from
 	 * the user or the approvers: pg_decide() refuses (R4, R5). */
 	f->requester_status = (t->requester == NULL || t->requester[0] == '\0')
@@ -283,28 +350,154 @@ gather_people(pg_dir *dir, const pg_role_cfg *role, pg_deadline dl,
 
 		p->name = t->approvers.v[i];
 		p->resolved = st[2 + i];
-		g->approver_dn[i] = dns[2 + i];
-		dns[2 + i] = NULL;
 		if (p->resolved != PG_OK)
 			continue;
-		p->dn = g->approver_dn[i];
+		p->dn = g->people[2 + i].dn;
 		p->is_user = is_user(g, p->dn);
-		p->is_requester = st[1] == PG_OK ? same(p->dn, dns[1]) :
+		p->is_requester = st[1] == PG_OK ? same(p->dn, requester) :
 						   PG_FACT_NO;
 		for (j = 0; j < i; j++)
 			if (g->approvers[j].dn != NULL &&
 			    pg_dn_equal(g->approvers[j].dn, p->dn))
 				p->duplicate = 1;
-		if (role->approver_group != NULL && !p->duplicate &&
-		    p->is_user == PG_FACT_NO && p->is_requester == PG_FACT_NO)
-			p->approver_member = member_fact(dir, g, p->name, p->dn,
-							 role->approver_group,
-							 NULL, dl);
 	}
 	f->approvers = g->approvers;
 	f->n_approvers = na;
-	free(dns[0]);
-	free(dns[1]);
+}
+
+/* The approver group of every approver that would count (not a
+ * duplicate, not the user, not the requester). */
+static pg_err
+ask_approvers(struct lookups *l, const pg_role_cfg *role, pg_gathered *g,
+	      char *err, size_t errlen)
+{
+	size_t na = n_approvers(&g->ticket), i;
+	pg_err e = PG_OK;
+
+	if (role->approver_group == NULL)
+		return PG_OK;
+	for (i = 0; e == PG_OK && i < na; i++) {
+		const pg_person *p = &g->approvers[i];
+
+		if (p->resolved != PG_OK || p->duplicate ||
+		    p->is_user != PG_FACT_NO || p->is_requester != PG_FACT_NO)
+			continue;
+		l->appr_asked[i] = 1;
+		e = pg_dir_batch_member(l->b, p->name, &g->people[2 + i],
+					role->approver_group, &l->st_appr[i],
+					NULL, err, errlen);
+	}
+	return e;
+}
+
+/* The approvers' membership facts (UNKNOWN when the lookups failed); when
+ * the people could not be resolved at all, every approver says so. */
+static void
+take_approvers(const struct lookups *l, pg_gathered *g)
+{
+	pg_facts *f = &g->facts;
+	size_t na = n_approvers(&g->ticket), i;
+
+	if (!l->people)
+		return;
+	if (!l->people_taken) {
+		for (i = 0; i < na; i++) {
+			g->approvers[i].name = g->ticket.approvers.v[i];
+			g->approvers[i].resolved = l->e;
+		}
+		f->approvers = g->approvers;
+		f->n_approvers = na;
+		return;
+	}
+	for (i = 0; i < na; i++) {
+		if (!l->appr_asked[i])
+			continue;
+		g->approvers[i].approver_member = l->e != PG_OK ?
+			PG_FACT_UNKNOWN : l->st_appr[i] == PG_OK ?
+			PG_FACT_YES : PG_FACT_NO;
+	}
+}
+
+/*
+ * Run the lookups to the end.  With people, the first round resolves
+ * them (alongside the user's memberships); the approvers' memberships
+ * then join the rounds the user's walks still need.
+ */
+static void
+lookups_run(struct lookups *l, const pg_role_cfg *role, pg_deadline dl,
+	    pg_gathered *g, char *err, size_t errlen)
+{
+	int more = 0;
+
+	if (l->e == PG_OK && l->people) {
+		l->e = pg_dir_batch_step(l->b, dl, &more, err, errlen);
+		if (l->e == PG_OK) {
+			take_people(l, g);
+			l->e = ask_approvers(l, role, g, err, errlen);
+		}
+	}
+	if (l->e == PG_OK)
+		l->e = pg_dir_batch_run(l->b, dl, err, errlen);
+	if (l->e != PG_OK)
+		dir_failed(g, l->e, err);
+}
+
+static void
+lookups_free(struct lookups *l)
+{
+	pg_dir_batch_free(l->b);
+	l->b = NULL;
+}
+
+/*
+ * The user's entry, then one batch for the memberships of the user and,
+ * when the ticket is in by then, the people it names; otherwise the
+ * people go in a second batch after the ticket has arrived.
+ */
+static void
+gather_dir(pg_dir *dir, pg_fetcher *fetch, int fetching,
+	   const pg_config *cfg, const pg_role_cfg *role,
+	   const pg_request *req, pg_deadline dl, pg_gathered *g)
+{
+	pg_facts *f = &g->facts;
+	struct lookups l;
+	char err[256];
+
+	f->user_status = pg_dir_find_user_entry(dir, req->user, dl, &g->user,
+						err, sizeof(err));
+	if (f->user_status == PG_EINVAL)
+		f->user_status = PG_ENOTFOUND;	/* no such name can exist */
+	if (f->user_status != PG_OK) {
+		if (f->user_status != PG_ENOTFOUND &&
+		    f->user_status != PG_EAMBIGUOUS)
+			dir_failed(g, f->user_status, err);
+	} else {
+		g->user_dn = g->user.dn;
+		lookups_init(dir, &l, err, sizeof(err));
+		if (l.e == PG_OK)
+			l.e = ask_user(&l, cfg, role, req, g, err, sizeof(err));
+		if (l.e == PG_OK && fetching && fetch_ready(fetch)) {
+			ticket_join(fetch, g);
+			fetching = 0;
+			if (f->ticket_status == PG_OK)
+				l.e = ask_people(&l, g, err, sizeof(err));
+		}
+		lookups_run(&l, role, dl, g, err, sizeof(err));
+		take_user(&l, role, g);
+		take_approvers(&l, g);
+		lookups_free(&l);
+	}
+	if (!fetching)
+		return;
+	ticket_join(fetch, g);
+	if (f->ticket_status != PG_OK || f->dir_status != PG_OK)
+		return;
+	lookups_init(dir, &l, err, sizeof(err));
+	if (l.e == PG_OK)
+		l.e = ask_people(&l, g, err, sizeof(err));
+	lookups_run(&l, role, dl, g, err, sizeof(err));
+	take_approvers(&l, g);
+	lookups_free(&l);
 }
 
 void
@@ -315,7 +508,6 @@ pg_gather(pg_dir *dir, pg_fetcher *fetch, pg_ledger *ledger,
 	pg_facts *f = &g->facts;
 	const pg_role_cfg *role;
 	int fetching = 0;
-	pg_err e;
 
 	memset(g, 0, sizeof(*g));
 	f->now = (int64_t)time(NULL);
@@ -353,18 +545,7 @@ pg_gather(pg_dir *dir, pg_fetcher *fetch, pg_ledger *ledger,
 			g->ledger_err, sizeof(g->ledger_err));
 	}
 
-	gather_user(dir, cfg, role, req, dl, g);
-
-	if (!fetching)
-		return;
-	e = fetch_wait(fetch);
-	f->ticket_status = e;
-	f->ticket_error = g->ticket_err;
-	if (e != PG_OK)
-		return;
-	f->ticket = &g->ticket;
-	if (f->dir_status == PG_OK)
-		gather_people(dir, role, dl, g);
+	gather_dir(dir, fetch, fetching, cfg, role, req, dl, g);
 }
 
 void
@@ -374,9 +555,9 @@ pg_gathered_free(pg_gathered *g)
 
 	pg_ticket_free(&g->ticket);
 	pg_ledger_facts_free(g->ledger_hold);
-	free(g->user_dn);
+	pg_dir_entry_free(&g->user);
 	pg_dir_path_free(&g->path);
-	for (i = 0; i < PG_MAX_APPROVERS; i++)
-		free(g->approver_dn[i]);
+	for (i = 0; i < PG_MAX_APPROVERS + 2; i++)
+		pg_dir_entry_free(&g->people[i]);
 	memset(g, 0, sizeof(*g));
 }

@@ -6,9 +6,11 @@
  * group and of the groups of every conflicting role, fetches the ticket,
  * and resolves every person the ticket names (requested-for, requester,
  * approvers) through the directory in one round trip, comparing people as
- * resolved entries, and reads the issuance ledger.  Nothing here decides: a lookup that fails leaves its
- * fact PG_FACT_UNKNOWN and the error in the facts, and pg_decide() refuses
- * (R9).
+ * resolved entries, and reads the issuance ledger.  Directory requests go
+ * out in batches (pg_dir_batch): a decision costs a few round trips, not
+ * one per request.  Nothing here decides: a lookup that fails leaves its
+ * fact PG_FACT_UNKNOWN (every fact of its batch) and the error in the
+ * facts, and pg_decide() refuses (R9).
  */
 #ifndef PMPGATE_GATHER_H
 #define PMPGATE_GATHER_H
@@ -26,10 +28,13 @@
 typedef struct pg_gathered {
 	pg_facts facts;		/* points into the members below */
 	pg_ticket ticket;
-	char *user_dn;
+	pg_dir_entry user;	/* the user's entry */
+	const char *user_dn;	/* user.dn once found, else NULL */
 	pg_dir_path path;	/* how the user reached the role's group */
 	pg_person approvers[PG_MAX_APPROVERS];
-	char *approver_dn[PG_MAX_APPROVERS];
+	/* the entries of requested-for [0], requester [1] and approvers
+	   [2..]: the person facts point into them */
+	pg_dir_entry people[PG_MAX_APPROVERS + 2];
 	char dir_err[256];
 	char ticket_err[256];
 	void *ledger_hold;	/* what the ledger facts point into */
@@ -61,8 +66,9 @@ void pg_fetcher_free(pg_fetcher *f);
  * The ledger's view (R6/R7) is read without reserving anything.  The
  * ticket is fetched by FETCH while the user's directory lookups (entry,
  * role group, conflicting groups) run in the calling thread; the people
- * the ticket names are resolved once both are in.  A NULL FETCH leaves
- * the ticket unavailable (R9). */
+ * the ticket names are resolved once both the ticket and the user's entry
+ * are in (with the user's memberships when the ticket is in first).  A
+ * NULL FETCH leaves the ticket unavailable (R9). */
 void pg_gather(pg_dir *dir, pg_fetcher *fetch, pg_ledger *ledger,
 	       const pg_config *cfg, const pg_request *req, pg_deadline dl,
 	       pg_gathered *g);

@@ -117,6 +117,9 @@ rootpw {self.root_password}
 directory {self.data}
 index objectClass,uid,mail,cn eq
 index member,uniqueMember,memberUid eq
+# memberOf filters ((memberOf=G), pmpgate review with memberOf) read
+# every entry without it
+index memberOf eq
 
 overlay memberof
 

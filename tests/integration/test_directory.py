@@ -695,3 +695,373 @@ def test_membership_change_is_seen(own):
     assert r.rc == 0 and member_path(r) == [TEAM, ADMIN], r
     r = probe(own.conf(group_membership="memberOf"), "member", "carol", ADMIN)
     assert r.rc == 0 and member_path(r) == [TEAM, ADMIN], r
+
+
+# ---- batches (build/probe/dirbatch) ------------------------------------------------
+#
+# pg_dir_is_member_many and pg_dir_batch: every answer must be the one
+# pg_dir_is_member gives alone, a failure anywhere fails the whole call,
+# and the requests of a step share one round trip (counted on the wire).
+
+BATCH = os.path.join(BUILD, "probe", "dirbatch")
+APPR = grp("procurement-approvers")
+NOGROUP = grp("no-such-group")
+
+
+def batch(conf, *args, steps=False, timeout=60):
+    if not os.access(BATCH, os.X_OK):
+        pytest.fail(f"{BATCH} missing: run make build/probe/dirbatch")
+    argv = WRAPPER + [BATCH] + (["-p"] if steps else []) + [conf] + list(args)
+    t0 = time.monotonic()
+    r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       env=dict(os.environ, LDAPNOINIT="1"), timeout=timeout)
+    res = Result(r.returncode, r.stdout.decode(), r.stderr.decode(),
+                 time.monotonic() - t0)
+    assert "BUG" not in res.out, res
+    return res
+
+
+def answers(res):
+    """{group: [path...] for a member, None for "no"} from many/people."""
+    out = {}
+    for line in res.lines:
+        what, _, how = line.partition("\t")
+        if how == "no":
+            out[what] = None
+        elif how.startswith("yes via "):
+            out[what] = how[len("yes via "):].split(" > ")
+    return out
+
+
+def one_by_one(conf, user, group):
+    """pg_dir_is_member's own answer (dirprobe member)."""
+    r = probe(conf, "member", user, group)
+    if r.rc == 0:
+        return member_path(r)
+    assert r.rc == 1 and r.lines[0].startswith("member no"), r
+    return None
+
+
+DEEP = [grp(f"deep-{i}") for i in range(12, 0, -1)]
+ALL_GROUPS = [PM, ADMIN, TEAM, APPR, grp("cycle-a"), grp("cycle-b"),
+              grp("deep-4"), grp("deep-3"), NOGROUP, grp("pm-posix"),
+              grp("pm-unique"), grp("no-such-posix")]
+
+KINDS = [
+    {},
+    {"nested_groups": "no"},
+    {"max_depth": "1"},
+    {"group_membership": "memberOf"},
+    {"group_membership": "memberOf", "nested_groups": "no"},
+    {"group_membership": "uniqueMember"},
+    {"group_membership": "memberUid"},
+]
+
+
+@pytest.mark.parametrize("keys", KINDS,
+                         ids=["-".join(f"{k}={v}" for k, v in d.items())
+                              or "member" for d in KINDS])
+def test_many_answers_as_one_by_one(env, keys):
+    conf = env.conf(**keys)
+    users = ("bob", "dave") if WRAPPER else ("alice", "bob", "carol", "dave",
+                                             "mallory")
+    for user in users:
+        r = batch(conf, "many", user, *ALL_GROUPS)
+        assert r.rc == 0, r
+        got = answers(r)
+        assert list(got) == ALL_GROUPS, r
+        for g in ALL_GROUPS:
+            assert got[g] == one_by_one(conf, user, g), (user, g, r)
+
+
+@pytest.mark.parametrize("kind", ["member", "memberOf"])
+def test_many_per_group_results(env, kind):
+    conf = env.conf(group_membership=kind)
+    r = batch(conf, "many", "bob", PM, ADMIN, NOGROUP, TEAM)
+    assert r.rc == 0, r
+    assert answers(r) == {PM: None, ADMIN: [TEAM, ADMIN], NOGROUP: None,
+                          TEAM: [TEAM]}, r
+    r = batch(conf, "many", "dave", PM, ADMIN, APPR)
+    assert answers(r) == {PM: [PM], ADMIN: [ADMIN], APPR: None}, r
+
+
+@pytest.mark.parametrize("kind", ["member", "memberOf"])
+def test_many_nested_chain(env, kind):
+    # carol is in deep-12; deep-N is N-12 nesting steps up; default depth 8.
+    conf = env.conf(group_membership=kind)
+    r = batch(conf, "many", "carol", grp("deep-4"), grp("deep-3"),
+              grp("deep-11"), PM)
+    assert r.rc == 0, r
+    assert answers(r) == {grp("deep-4"): DEEP[:9], grp("deep-3"): None,
+                          grp("deep-11"): DEEP[:2], PM: None}, r
+    r = batch(env.conf(group_membership=kind, max_depth=11), "many", "carol",
+              grp("deep-1"), grp("deep-6"))
+    assert answers(r) == {grp("deep-1"): DEEP, grp("deep-6"): DEEP[:7]}, r
+    # a cycle next to the chain ends, and each target keeps its own path
+    r = batch(env.conf(group_membership=kind, max_depth=64), "many",
+              "mallory", grp("cycle-a"), grp("cycle-b"), ADMIN)
+    assert answers(r) == {grp("cycle-a"): [grp("cycle-b"), grp("cycle-a")],
+                          grp("cycle-b"): [grp("cycle-b")], ADMIN: None}, r
+
+
+def test_many_other_kinds(env):
+    r = batch(env.conf(group_membership="uniqueMember"), "many", "alice",
+              grp("pm-unique"), PM, NOGROUP)
+    assert answers(r) == {grp("pm-unique"): [grp("pm-unique")], PM: None,
+                          NOGROUP: None}, r
+    r = batch(env.conf(group_membership="memberUid"), "many", "alice",
+              grp("pm-posix"), PM, grp("no-such-posix"))
+    assert answers(r) == {grp("pm-posix"): [grp("pm-posix")], PM: None,
+                          grp("no-such-posix"): None}, r
+    r = batch(env.conf(group_membership="memberUid"), "many", "bob",
+              grp("pm-posix"))
+    assert answers(r) == {grp("pm-posix"): None}, r
+
+
+def test_many_nothing_asked(env):
+    r = batch(env.conf(), "many", "alice")
+    assert r.rc == 0 and r.lines == [], r
+
+
+@pytest.mark.parametrize("kind", ["member", "memberOf", "memberUid"])
+def test_many_one_bad_group_fails_the_whole_call(env, kind):
+    # A DN the server cannot parse is an error, not "no": no answer at all
+    # is handed out, not even for the good groups.
+    conf = env.conf(group_membership=kind)
+    r = batch(conf, "many", "alice", PM, "")
+    assert r.rc == 1 and r.lines[0].startswith("error invalid-input:"), r
+    assert len(r.lines) == 1, r
+    r = batch(conf, "many", "alice", PM, "this is not a DN", ADMIN)
+    if kind == "memberOf":
+        # memberOf never asks the group itself: a DN that names nothing
+        # is simply never reached.
+        assert r.rc == 0 and answers(r)["this is not a DN"] is None, r
+        assert answers(r)[PM] == [PM], r
+        return
+    assert r.rc == 1, r
+    assert len(r.lines) == 1 and r.lines[0].startswith(
+        "error invalid-input:"), r
+    assert "this is not a DN" in r.out, r
+
+
+@pytest.mark.parametrize("kind", ["member", "memberOf"])
+def test_failure_mid_batch_fails_the_whole_call(own, kind):
+    # The first step answers PM (carol is not in it) and starts the walk
+    # down the deep chain; the server then goes away: the call fails as a
+    # whole, the answers of the first step are not handed out.
+    conf = own.conf(group_membership=kind)
+    p = subprocess.Popen(WRAPPER + [BATCH, "-p", conf, "many", "carol", PM,
+                                    grp("deep-4")],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE,
+                         env=dict(os.environ, LDAPNOINIT="1"))
+    try:
+        first = p.stdout.readline().decode()
+        assert first == "step 1 done\n", first
+        own.s.stop()
+        out, err = p.communicate(b"\n" * 20, timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    out = out.decode()
+    assert p.returncode == 3, (out, err)
+    assert out.startswith("error unavailable:"), out
+    assert "\t" not in out and "BUG" not in out, out
+
+
+def test_entry_carries_memberof_only_when_used(env):
+    r = batch(env.conf(), "entry", "alice")
+    assert r.rc == 0, r
+    assert r.lines == ["dn " + person("alice"), "memberof-read 0"], r
+    r = batch(env.conf(group_membership="memberOf"), "entry", "dave")
+    assert r.rc == 0, r
+    assert r.lines[:2] == ["dn " + person("dave"), "memberof-read 1"], r
+    assert sorted(r.lines[2:]) == sorted(["memberof " + PM,
+                                          "memberof " + ADMIN]), r
+
+
+@pytest.mark.parametrize("kind", ["member", "memberOf"])
+def test_entry_name_must_match_exactly(env, kind):
+    conf = env.conf(group_membership=kind)
+    for name in ("ALICE", "alice ", " alice", "Alice"):
+        r = batch(conf, "entry", name)
+        assert r.rc == 1 and r.lines == ["notfound"], (name, r)
+    r = batch(conf, "entry", "nosuchuser")
+    assert r.rc == 1 and r.lines == ["notfound"], r
+    conf = env.conf(group_membership=kind,
+                    user_filter="(&(objectClass=inetOrgPerson)(mail=%u))")
+    r = batch(conf, "entry", "dup@example.com")
+    assert r.rc == 1 and r.lines == ["ambiguous"], r
+    r = batch(conf, "entry", "alice@example.com")
+    assert r.rc == 0 and r.lines[0] == "dn " + person("alice"), r
+    # a filter without an (ATTR=%u) assertion confirms no name
+    r = batch(env.conf(user_filter="(uid=%u*)"), "entry", "alice")
+    assert r.rc == 1 and r.lines == ["notfound"], r
+
+
+PEOPLE_WANT = [
+    PM + "\tyes via " + PM,
+    ADMIN + "\tno",
+    "erin\tok " + person("erin"),
+    "erin\tapprover yes",
+    "frank\tok " + person("frank"),
+    "frank\tapprover yes",
+    "alice\tok " + person("alice"),
+    "alice\tapprover no",
+    "carol\tok " + person("carol"),
+    "carol\tapprover no",
+    "nobody\tnotfound",
+    "\tinvalid",
+]
+
+
+@pytest.mark.parametrize("keys", [{}, {"nested_groups": "no"},
+                                  {"group_membership": "memberOf"}],
+                         ids=["member", "member-flat", "memberOf"])
+def test_people_with_memberships(env, keys):
+    r = batch(env.conf(**keys), "people", "alice", APPR, PM, ADMIN, "--",
+              "erin", "frank", "alice", "carol", "nobody", "")
+    assert r.rc == 0, r
+    assert r.lines == PEOPLE_WANT, r
+
+
+# ---- round trips, counted on the wire ------------------------------------------------
+
+class RoundProxy:
+    """A TCP proxy in front of the directory that counts round trips: a
+    round trip is an answer that reaches the client after it sent
+    something since the previous answer.  Answers are held back DELAY
+    seconds, so every request a client sends together has arrived before
+    the first answer is delivered (requests sent one after the other, each
+    waiting for its answer, count one round trip each)."""
+
+    def __init__(self, port, delay):
+        self.target = port
+        self.delay = delay
+        self.lock = threading.Lock()
+        self.rounds = 0
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.stop = False
+        self.conns = []
+        self.threads = []
+        t = threading.Thread(target=self._accept, daemon=True)
+        t.start()
+        self.threads.append(t)
+
+    def count(self):
+        with self.lock:
+            return self.rounds
+
+    def _accept(self):
+        self.sock.settimeout(0.2)
+        while not self.stop:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                continue
+            s = socket.create_connection(("127.0.0.1", self.target))
+            for x in (c, s):
+                x.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.conns += [c, s]
+            state = {"sent": False}
+            for fn, a, b in ((self._up, c, s), (self._down, s, c)):
+                t = threading.Thread(target=fn, args=(a, b, state),
+                                     daemon=True)
+                t.start()
+                self.threads.append(t)
+
+    def _up(self, c, s, state):
+        try:
+            while True:
+                data = c.recv(65536)
+                if not data:
+                    break
+                with self.lock:
+                    state["sent"] = True
+                s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def _down(self, s, c, state):
+        try:
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    break
+                time.sleep(self.delay)
+                with self.lock:
+                    if state["sent"]:
+                        self.rounds += 1
+                        state["sent"] = False
+                c.sendall(data)
+            c.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def close(self):
+        self.stop = True
+        for x in self.conns:
+            try:
+                x.close()
+            except OSError:
+                pass
+        self.sock.close()
+        for t in self.threads:
+            t.join(timeout=5)
+
+
+@pytest.fixture
+def rounds_proxy(env):
+    p = RoundProxy(env.s.port, 0.2 if WRAPPER else 0.05)
+    yield p
+    p.close()
+
+
+# (settings, command, round trips: bind + user search + the batch's own)
+ROUNDS = [
+    # one round for every compare, whatever their number
+    ({"nested_groups": "no"}, ["many", "alice", PM, ADMIN, APPR, TEAM,
+                               NOGROUP, grp("deep-1")], 2 + 1),
+    # nested: compares with walk level 1, then level 2 for both groups of
+    # dave at once (one round per level, not per group)
+    ({}, ["many", "dave", grp("cycle-a"), APPR], 2 + 2),
+    ({}, ["many", "alice", PM, ADMIN], 2 + 2),
+    # one round per level of a chain: deep-4 is 9 levels above carol
+    ({}, ["many", "carol", grp("deep-4")], 2 + 9),
+    # memberOf: the user's values come with the entry
+    ({"group_membership": "memberOf", "nested_groups": "no"},
+     ["many", "alice", PM, ADMIN, APPR], 2 + 0),
+    ({"group_membership": "memberOf"}, ["many", "alice", PM, ADMIN], 2 + 1),
+    ({"group_membership": "memberOf"}, ["many", "dave", grp("cycle-a")],
+     2 + 1),
+    ({"group_membership": "memberUid"},
+     ["many", "alice", grp("pm-posix"), PM], 2 + 1),
+    # a decision's lookups: memberships with the people, then approvers
+    ({"nested_groups": "no"}, ["people", "alice", APPR, PM, ADMIN, "--",
+                               "erin", "frank", "alice", "nobody"], 2 + 2),
+    # nested: the approvers join the user's walk level 2
+    ({}, ["people", "alice", APPR, PM, ADMIN, "--", "erin", "frank"], 2 + 2),
+    # memberOf: the approvers' values come with their entries
+    ({"group_membership": "memberOf"},
+     ["people", "alice", APPR, PM, ADMIN, "--", "erin", "frank"], 2 + 1),
+]
+
+
+@pytest.mark.parametrize("keys,args,want", ROUNDS,
+                         ids=[f"{i}-{r[1][0]}-{r[1][1]}"
+                              for i, r in enumerate(ROUNDS)])
+def test_round_trips(env, rounds_proxy, keys, args, want):
+    conf = env.conf(uri=f"ldap://127.0.0.1:{rounds_proxy.port}/",
+                    allow_plaintext="yes", **keys)
+    before = rounds_proxy.count()
+    r = batch(conf, *args)
+    assert r.rc == 0, r
+    assert rounds_proxy.count() - before == want, r
+    # and the answers are those of the same lookups made directly
+    direct = batch(env.conf(**keys), *args)
+    assert direct.lines == r.lines, (direct, r)
