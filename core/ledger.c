@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <pthread.h>
 #include <signal.h>
@@ -238,10 +239,20 @@ reservation_free(pg_reservation *r)
 #define LEDGER_FILE "ledger.json"
 #define LOCK_FILE "ledger.lock"
 #define TMP_FILE "ledger.json.tmp"
+#define JOURNAL_FILE "ledger.journal"
+#define JOURNAL_TMP "ledger.journal.tmp"
 #define FORMAT_VERSION 1
 /* The lock file is empty and only ever opened for reading (flock needs no
  * more), so whoever created it, the daemon's user can lock it. */
 #define LOCK_MODE 0644
+/* Lowercase hex SHA-256 and its NUL. */
+#define HASH_HEX (2 * 32 + 1)
+/* Longest reservation id in a journal operation (the front end's are 32
+ * hex digits). */
+#define ID_MAX 32
+/* A reader that finds the snapshot replaced while it read the journal
+ * (a compaction) reads again, this many times at most. */
+#define LOAD_ATTEMPTS 16
 
 /* What every backend judges records by. */
 typedef struct rules {
@@ -258,29 +269,52 @@ typedef struct rules {
 } rules;
 
 /*
- * The parsed state is kept between operations, with a descriptor of the
- * file it was read from (or written to) held open.  While that descriptor
- * is open its inode cannot be freed, so no other file can ever appear at
- * ledger.json with the same device and inode number: a state is current
- * exactly when lstat(ledger.json) still names that inode with the same
- * size, mode, owner, link count, mtime and ctime (writers replace the file
- * by rename; an edit in place changes size or times).  The cached document
- * is never modified: readers share it (Jansson's reference counts are
- * atomic), writers modify a deep copy and, once it is on disk, it becomes
- * the cached state.
+ * The state as this handle last saw it: ledger.json (the snapshot) with
+ * the operations of ledger.journal applied, and what it was read from.
+ *
+ * Descriptors of both files are held open, so their inodes cannot be
+ * freed and reused while they are cached: a file at the same name with the
+ * same device and inode number is the same file.  The state is current
+ * when lstat() of ledger.json shows the cached snapshot unchanged (device,
+ * inode, size, mode, owner, links, mtime, ctime) and lstat() of
+ * ledger.journal the journal as it was when last read (or both are still
+ * missing).  A journal that only grew is read from the end of the last
+ * complete line applied (j_off); any other change of either file reads
+ * both again from the start (state_load).
+ *
+ * Threads: rw guards every field.  Readers evaluate under the read lock;
+ * reading new bytes of the files and applying them (state_refresh), and
+ * replacing files (journal_start), happen under the write lock, so a
+ * reader never sees an operation half applied.
  */
-typedef struct file_cache {
-	pthread_mutex_t mu;	/* guards the three fields below */
-	int fd;			/* the cached file, -1 = nothing cached */
-	struct stat st;		/* its identity when cached */
-	json_t *root;		/* its validated content */
-} file_cache;
+typedef struct file_state {
+	pthread_rwlock_t rw;
+	json_t *root;		/* the state; NULL = nothing cached */
+	/* No issuance, binding or last entry of root lapses before this
+	 * time (a lower bound: state_flush skips their scan before it). */
+	int64_t next_death;
+	/* The purge of issuances, bindings and last entries deferred while
+	 * operations are applied (see state_purge): at this time, if set. */
+	int64_t pending;
+	int pending_set;
+	/* root's last entries by user and role (see last_key), the same
+	 * objects: note_last without a scan. */
+	json_t *last_idx;
+	int snap_fd;		/* ledger.json; -1 = it was missing */
+	struct stat snap_st;	/* its identity */
+	char snap_hash[HASH_HEX];	/* SHA-256 of its bytes */
+	int j_fd;		/* ledger.journal; -1 = none */
+	struct stat j_st;	/* as it was when last read */
+	int j_stale;		/* its header names another snapshot */
+	off_t j_off;		/* end of the last complete line applied */
+	size_t j_ops;		/* operations applied from it */
+} file_state;
 
 typedef struct file_ledger {
 	char *dir;		/* [ledger] path */
 	rules r;
 	pthread_mutex_t mu;	/* serialises this process's writers */
-	file_cache cache;
+	file_state st;
 } file_ledger;
 
 static void
@@ -412,17 +446,19 @@ empty_state(void)
 			 "reservations");
 }
 
-static pg_err __attribute__((format(printf, 4, 5)))
-corrupt(const char *dir, char *err, size_t errlen, const char *fmt, ...)
+/* The message and code for the damaged file NAME of the ledger in DIR. */
+static pg_err __attribute__((format(printf, 5, 6)))
+corrupt(const char *dir, const char *name, char *err, size_t errlen,
+	const char *fmt, ...)
 {
-	char what[256];
+	char what[320];
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
 	snprintf(err, errlen, "ledger %s/%s is damaged: %s (refused; repair "
-		 "or restore it)", dir, LEDGER_FILE, what);
+		 "or restore it)", dir, name, what);
 	return PG_EPROTO;
 }
 
@@ -529,37 +565,37 @@ validate(const file_ledger *fl, json_t *root, char *err, size_t errlen)
 	json_t *issued, *tickets, *last, *res, *e;
 	json_int_t version;
 	json_error_t je;
-	const char *key;
+	const char *key, *d = fl->dir, *f = LEDGER_FILE;
 	char why[200];
 	size_t i;
 
 	if (json_unpack_ex(root, &je, JSON_STRICT, "{s:I, s:o, s:o, s:o, s:o}",
 			   "version", &version, "issued", &issued, "tickets",
 			   &tickets, "last", &last, "reservations", &res) != 0)
-		return corrupt(fl->dir, err, errlen, "%s", je.text);
+		return corrupt(d, f, err, errlen, "%s", je.text);
 	if (version != FORMAT_VERSION)
-		return corrupt(fl->dir, err, errlen, "version %lld, expected %d",
+		return corrupt(d, f, err, errlen, "version %lld, expected %d",
 			       (long long)version, FORMAT_VERSION);
 	if (!json_is_array(issued) || !json_is_object(tickets) ||
 	    !json_is_array(last) || !json_is_array(res))
-		return corrupt(fl->dir, err, errlen, "issued, last and "
+		return corrupt(d, f, err, errlen, "issued, last and "
 			       "reservations must be arrays, tickets an object");
 	json_array_foreach(issued, i, e)
 		if (!record_ok(REC_ISSUED, e, why, sizeof(why)))
-			return corrupt(fl->dir, err, errlen, "issued[%zu]: %s",
+			return corrupt(d, f, err, errlen, "issued[%zu]: %s",
 				       i, why);
 	json_object_foreach(tickets, key, e)
 		if (key[0] == '\0' || !record_ok(REC_BINDING, e, why,
 						  sizeof(why)))
-			return corrupt(fl->dir, err, errlen, "tickets: the "
+			return corrupt(d, f, err, errlen, "tickets: the "
 				       "binding of a ticket is malformed");
 	json_array_foreach(last, i, e)
 		if (!record_ok(REC_LAST, e, why, sizeof(why)))
-			return corrupt(fl->dir, err, errlen, "last[%zu]: %s", i,
+			return corrupt(d, f, err, errlen, "last[%zu]: %s", i,
 				       why);
 	json_array_foreach(res, i, e)
 		if (!record_ok(REC_RESERVATION, e, why, sizeof(why)))
-			return corrupt(fl->dir, err, errlen,
+			return corrupt(d, f, err, errlen,
 				       "reservations[%zu]: %s", i, why);
 	return PG_OK;
 }
@@ -643,13 +679,13 @@ evaluate(const rules *rl, json_t *root, const query *q, view *v)
 	}
 }
 
-/* Drop every record that no longer matters at NOW. */
+/* Drop the issuances, bindings and last entries that no longer matter at
+ * NOW. */
 static void
-purge(const rules *rl, json_t *root, int64_t now)
+purge_records(const rules *rl, json_t *root, int64_t now)
 {
 	json_t *issued = json_object_get(root, "issued");
 	json_t *last = json_object_get(root, "last");
-	json_t *res = json_object_get(root, "reservations");
 	json_t *tickets = json_object_get(root, "tickets");
 	const char *key;
 	json_t *e;
@@ -662,27 +698,133 @@ purge(const rules *rl, json_t *root, int64_t now)
 	for (i = json_array_size(last); i-- > 0;)
 		if (!last_live(json_array_get(last, i), now))
 			json_array_remove(last, i);
-	for (i = json_array_size(res); i-- > 0;)
-		if (!reservation_live(rl, json_array_get(res, i), now))
-			json_array_remove(res, i);
 	json_object_foreach_safe(tickets, tmp, key, e)
 		if (!binding_live(rl, e, now))
 			json_object_del(tickets, key);
 }
 
-/* Remove the reservation ID; 1 if it was there. */
-static int
-remove_reservation(json_t *root, const char *id)
+/* Drop the reservations that are void at NOW. */
+static void
+purge_reservations(const rules *rl, json_t *root, int64_t now)
+{
+	json_t *res = json_object_get(root, "reservations");
+	size_t i;
+
+	for (i = json_array_size(res); i-- > 0;)
+		if (!reservation_live(rl, json_array_get(res, i), now))
+			json_array_remove(res, i);
+}
+
+/* A + B for B >= 0, INT64_MAX when it would overflow. */
+static int64_t
+sat_add(int64_t a, int64_t b)
+{
+	return a > INT64_MAX - b ? INT64_MAX : a + b;
+}
+
+/* The shortest time any issuance, binding or last entry is kept. */
+static int64_t
+min_keep(const rules *rl)
+{
+	return rl->window < PG_LEDGER_LAST_KEEP ? rl->window :
+	       PG_LEDGER_LAST_KEEP;
+}
+
+/* The earliest time at which purge_records() would drop a record of ROOT
+ * (INT64_MAX when there is none). */
+static int64_t
+records_next_death(const rules *rl, json_t *root)
+{
+	int64_t t = INT64_MAX, d;
+	const char *key;
+	json_t *e;
+	size_t i;
+
+	json_array_foreach(json_object_get(root, "issued"), i, e)
+		if ((d = sat_add(I(e, "ts"), rl->window)) < t)
+			t = d;
+	json_array_foreach(json_object_get(root, "last"), i, e)
+		if ((d = sat_add(I(e, "ts"), PG_LEDGER_LAST_KEEP)) < t)
+			t = d;
+	json_object_foreach(json_object_get(root, "tickets"), key, e)
+		if ((d = sat_add(I(e, "last"), rl->ticket_keep)) < t)
+			t = d;
+	return t;
+}
+
+/* The index of the reservation ID, or -1. */
+static ssize_t
+find_reservation(json_t *root, const char *id)
 {
 	json_t *res = json_object_get(root, "reservations");
 	size_t i;
 
 	for (i = 0; i < json_array_size(res); i++)
-		if (strcmp(S(json_array_get(res, i), "id"), id) == 0) {
-			json_array_remove(res, i);
-			return 1;
-		}
-	return 0;
+		if (strcmp(S(json_array_get(res, i), "id"), id) == 0)
+			return (ssize_t)i;
+	return -1;
+}
+
+/* The ticket's binding after an issuance by RES at its ts. */
+static int
+bind_ticket(const rules *rl, json_t *root, const pg_reservation *res)
+{
+	json_t *tickets = json_object_get(root, "tickets");
+	json_t *t = json_object_get(tickets, res->ticket);
+
+	if (t != NULL && binding_live(rl, t, res->ts)) {
+		if (strcmp(S(t, "user"), res->user) != 0 ||
+		    strcmp(S(t, "role"), res->role) != 0)
+			return 0;	/* bound to the first use, it stays */
+		if (I(t, "uses") < INT32_MAX &&
+		    json_object_set_new(t, "uses",
+					json_integer(I(t, "uses") + 1)) != 0)
+			return -1;
+		if (res->ts > I(t, "last") &&
+		    json_object_set_new(t, "last", json_integer(res->ts)) != 0)
+			return -1;
+		return 0;
+	}
+	t = json_pack("{s:s, s:s, s:I, s:I, s:i}", "user", res->user, "role",
+		      res->role, "first", (json_int_t)res->ts, "last",
+		      (json_int_t)res->ts, "uses", 1);
+	return t == NULL || json_object_set_new(tickets, res->ticket, t) != 0 ?
+	       -1 : 0;
+}
+
+/* The last-issuance entry of RES's user and role in ROOT, or NULL. */
+static json_t *
+last_find(json_t *root, const pg_reservation *res)
+{
+	json_t *e;
+	size_t i;
+
+	json_array_foreach(json_object_get(root, "last"), i, e)
+		if (strcmp(S(e, "user"), res->user) == 0 &&
+		    strcmp(S(e, "role"), res->role) == 0)
+			return e;
+	return NULL;
+}
+
+/* Note RES in E, the last-issuance entry of its user and role (NULL:
+ * there is none yet, append one). */
+static int
+last_note(json_t *root, json_t *e, const pg_reservation *res)
+{
+	if (e != NULL)
+		return res->ts > I(e, "ts") ?
+		       json_object_set_new(e, "ts", json_integer(res->ts)) : 0;
+	return json_array_append_new(json_object_get(root, "last"),
+				     json_pack("{s:s, s:s, s:I}", "user",
+					       res->user, "role", res->role,
+					       "ts", (json_int_t)res->ts));
+}
+
+/* The user's last issuance of the role. */
+static int
+note_last(json_t *root, const pg_reservation *res)
+{
+	return last_note(root, last_find(root, res), res);
 }
 
 /* ---- the file backend: files ------------------------------------------------ */
@@ -755,22 +897,84 @@ open_file(const file_ledger *fl, int dfd, const char *name, int flags,
 	return PG_OK;
 }
 
-/* Read and validate the state; a missing file is an empty ledger.  *fdp
- * receives the open descriptor of the file read (-1 for a missing one). */
+/*
+ * Read WANT bytes of NAME (open on FD) from offset OFF, or up to its end
+ * when it is shorter, into *OUT (NUL-terminated; free it), *OUTLEN bytes.
+ * A file larger than PG_LEDGER_MAX_FILE is refused as damaged.
+ */
 static pg_err
-read_state(const file_ledger *fl, int dfd, json_t **out, int *fdp, char *err,
-	   size_t errlen)
+read_at(const file_ledger *fl, const char *name, int fd, off_t off,
+	size_t want, char **out, size_t *outlen, char *err, size_t errlen)
+{
+	char *buf;
+	size_t len = 0;
+	ssize_t n;
+
+	*out = NULL;
+	*outlen = 0;
+	if ((uint64_t)off + want > PG_LEDGER_MAX_FILE)
+		return corrupt(fl->dir, name, err, errlen, "larger than %u "
+			       "bytes", PG_LEDGER_MAX_FILE);
+	if ((buf = malloc(want + 1)) == NULL) {
+		snprintf(err, errlen, "ledger: out of memory");
+		return PG_ENOMEM;
+	}
+	while (len < want) {
+		n = pread(fd, buf + len, want - len, off + (off_t)len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			snprintf(err, errlen, "ledger %s/%s: cannot read: %s",
+				 fl->dir, name, strerror(errno));
+			free(buf);
+			return PG_EUNAVAIL;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	buf[len] = '\0';
+	*out = buf;
+	*outlen = len;
+	return PG_OK;
+}
+
+/* Lowercase hex SHA-256 of BUF.  0, or -1 when it cannot be computed. */
+static int
+hash_hex(const char *buf, size_t len, char out[HASH_HEX])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int n = 0, i;
+
+	out[0] = '\0';
+	if (EVP_Digest(buf, len, md, &n, EVP_sha256(), NULL) != 1 ||
+	    n * 2 + 1 != HASH_HEX)
+		return -1;
+	for (i = 0; i < n; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+	return 0;
+}
+
+/*
+ * Read and validate the snapshot; a missing file is an empty ledger.  *FDP
+ * receives the open descriptor of the file read (-1 for a missing one),
+ * HASH the SHA-256 of its bytes ("" for a missing one).
+ */
+static pg_err
+read_state(const file_ledger *fl, int dfd, json_t **out, int *fdp,
+	   char hash[HASH_HEX], char *err, size_t errlen)
 {
 	json_error_t je;
+	struct stat st;
 	char *buf = NULL;
-	size_t len = 0, cap = 0;
-	ssize_t n;
+	size_t len = 0;
 	json_t *root = NULL;
 	pg_err rc;
 	int fd;
 
 	*out = NULL;
 	*fdp = -1;
+	hash[0] = '\0';
 	rc = open_file(fl, dfd, LEDGER_FILE, O_RDONLY, 0, &fd, err, errlen);
 	if (rc == PG_ENOTFOUND) {
 		if ((*out = empty_state()) == NULL) {
@@ -781,44 +985,36 @@ read_state(const file_ledger *fl, int dfd, json_t **out, int *fdp, char *err,
 	}
 	if (rc != PG_OK)
 		return rc;
-	for (;;) {
-		if (len == cap) {
-			char *nb;
-
-			cap = cap ? cap * 2 : 65536;
-			if ((nb = realloc(buf, cap)) == NULL) {
-				snprintf(err, errlen, "ledger: out of memory");
-				rc = PG_ENOMEM;
-				goto out;
-			}
-			buf = nb;
-		}
-		n = read(fd, buf + len, cap - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			snprintf(err, errlen, "ledger %s/%s: cannot read: %s",
-				 fl->dir, LEDGER_FILE, strerror(errno));
-			rc = PG_EUNAVAIL;
-			goto out;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-		if (len > PG_LEDGER_MAX_FILE) {
-			rc = corrupt(fl->dir, err, errlen, "larger than %u "
-				     "bytes", PG_LEDGER_MAX_FILE);
-			goto out;
-		}
+	if (fstat(fd, &st) != 0) {
+		snprintf(err, errlen, "ledger %s/%s: %s", fl->dir, LEDGER_FILE,
+			 strerror(errno));
+		rc = PG_EUNAVAIL;
+		goto out;
 	}
-	root = json_loadb(buf ? buf : "", len, JSON_REJECT_DUPLICATES, &je);
+	/* One byte more than the limit, so that a larger file is seen. */
+	if ((rc = read_at(fl, LEDGER_FILE, fd, 0, (size_t)st.st_size >
+			  PG_LEDGER_MAX_FILE ? PG_LEDGER_MAX_FILE + 1 :
+			  (size_t)st.st_size, &buf, &len, err,
+			  errlen)) != PG_OK)
+		goto out;
+	if (len > PG_LEDGER_MAX_FILE) {
+		rc = corrupt(fl->dir, LEDGER_FILE, err, errlen, "larger than "
+			     "%u bytes", PG_LEDGER_MAX_FILE);
+		goto out;
+	}
+	root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je);
 	if (root == NULL) {
-		rc = corrupt(fl->dir, err, errlen, "%s (line %ld)", je.text,
-			     (long)je.line);
+		rc = corrupt(fl->dir, LEDGER_FILE, err, errlen, "%s (line %ld)",
+			     je.text, (long)je.line);
 		goto out;
 	}
 	if ((rc = validate(fl, root, err, errlen)) != PG_OK)
 		goto out;
+	if (hash_hex(buf, len, hash) != 0) {
+		snprintf(err, errlen, "ledger: cannot compute SHA-256");
+		rc = PG_EINTERNAL;
+		goto out;
+	}
 	*out = root;
 	root = NULL;
 	*fdp = fd;
@@ -831,76 +1027,81 @@ out:
 	return rc;
 }
 
+/* The state as ledger.json holds it: compact, keys sorted, one newline.
+ * NULL when out of memory. */
+static char *
+dump_state(json_t *root, size_t *len)
+{
+	char *text, *buf;
+
+	if ((text = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS)) == NULL)
+		return NULL;
+	*len = strlen(text);
+	if ((buf = realloc(text, *len + 2)) == NULL) {
+		free(text);
+		return NULL;
+	}
+	buf[(*len)++] = '\n';
+	buf[*len] = '\0';
+	return buf;
+}
+
 /*
- * Write ROOT to the temp file, fsync it, rename it over the ledger and,
- * when DURABLE, fsync the directory.  Called with the lock held.  On
- * PG_OK *fdp is an open descriptor of the new ledger file.
- *
- * The file itself is always synced before the rename, so whatever a
- * crash leaves under the name is a whole state, never an empty or half
- * file.  Only the directory sync makes the rename itself survive a
- * crash; a reservation or a release need not survive one (the owner of
- * a reservation is gone after a crash, so it would be void at once), so
- * they pass DURABLE = 0.  A commit, the record of an issuance, passes 1.
+ * Replace NAME by a file holding BUF: write it to TMP (O_CREAT|O_EXCL|
+ * O_NOFOLLOW, 0600), fsync it, rename it over NAME, fsync the directory.
+ * Called with the lock held (a leftover TMP is a dead writer's, and
+ * removed).  On PG_OK *FDP is an open (read-write) descriptor of the new
+ * file.  The file is synced before the rename, so whatever a crash leaves
+ * under NAME is whole; the directory sync makes the rename itself last.
  */
 static pg_err
-write_state(const file_ledger *fl, int dfd, json_t *root, int durable,
-	    int *fdp, char *err, size_t errlen)
+replace_file(const file_ledger *fl, int dfd, const char *tmp,
+	     const char *name, const char *buf, size_t len, int *fdp,
+	     char *err, size_t errlen)
 {
-	char *buf = NULL;
-	size_t len, off = 0;
+	size_t off = 0;
 	ssize_t n;
 	pg_err rc = PG_EUNAVAIL;
 	int fd = -1, created = 0;
 
 	*fdp = -1;
-	buf = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
-	if (buf == NULL) {
-		snprintf(err, errlen, "ledger: out of memory");
-		return PG_ENOMEM;
-	}
-	len = strlen(buf);
-	/* A leftover from a writer that died: we hold the lock, so it is
-	 * nobody's. */
-	if (unlinkat(dfd, TMP_FILE, 0) != 0 && errno != ENOENT) {
+	if (unlinkat(dfd, tmp, 0) != 0 && errno != ENOENT) {
 		snprintf(err, errlen, "ledger %s/%s: cannot remove: %s",
-			 fl->dir, TMP_FILE, strerror(errno));
+			 fl->dir, tmp, strerror(errno));
 		goto out;
 	}
-	fd = openat(dfd, TMP_FILE, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+	fd = openat(dfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW |
 		    O_CLOEXEC | O_NOCTTY, 0600);
 	if (fd < 0) {
 		snprintf(err, errlen, "ledger %s/%s: cannot create: %s",
-			 fl->dir, TMP_FILE, strerror(errno));
+			 fl->dir, tmp, strerror(errno));
 		goto out;
 	}
 	created = 1;
-	while (off < len + 1) {
-		/* the document, then one newline */
-		n = off < len ? write(fd, buf + off, len - off) :
-				write(fd, "\n", 1);
+	while (off < len) {
+		n = write(fd, buf + off, len - off);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
 			snprintf(err, errlen, "ledger %s/%s: cannot write: %s",
-				 fl->dir, TMP_FILE, n < 0 ? strerror(errno) :
+				 fl->dir, tmp, n < 0 ? strerror(errno) :
 				 "short write");
 			goto out;
 		}
 		off += (size_t)n;
 	}
 	if (fsync(fd) != 0) {
-		snprintf(err, errlen, "ledger %s/%s: fsync: %s", fl->dir,
-			 TMP_FILE, strerror(errno));
+		snprintf(err, errlen, "ledger %s/%s: fsync: %s", fl->dir, tmp,
+			 strerror(errno));
 		goto out;
 	}
-	if (renameat(dfd, TMP_FILE, dfd, LEDGER_FILE) != 0) {
+	if (renameat(dfd, tmp, dfd, name) != 0) {
 		snprintf(err, errlen, "ledger %s/%s: rename: %s", fl->dir,
-			 LEDGER_FILE, strerror(errno));
+			 name, strerror(errno));
 		goto out;
 	}
 	created = 0;
-	if (durable && fsync(dfd) != 0) {
+	if (fsync(dfd) != 0) {
 		snprintf(err, errlen, "ledger directory %s: fsync: %s",
 			 fl->dir, strerror(errno));
 		goto out;
@@ -912,8 +1113,7 @@ out:
 	if (fd >= 0)
 		close(fd);
 	if (created)
-		(void)unlinkat(dfd, TMP_FILE, 0);
-	free(buf);
+		(void)unlinkat(dfd, tmp, 0);
 	return rc;
 }
 
@@ -960,6 +1160,359 @@ lock_file(const file_ledger *fl, int dfd, int *lfd, char *err, size_t errlen)
 	return PG_OK;
 }
 
+/* ---- the file backend: the journal ------------------------------------- */
+
+/* The operations of the journal (see ledger.h). */
+enum jop { JOP_RESERVE, JOP_COMMIT, JOP_RELEASE };
+
+/* Is S a reservation id a journal operation may name? */
+static int
+id_ok(const char *s)
+{
+	return s != NULL && s[0] != '\0' && strlen(s) <= ID_MAX;
+}
+
+/*
+ * Parse and check one journal line LINE (LEN bytes, without its newline).
+ * 0 with *OP the operation ({"reserve": {...}}, {"commit": {...}} or
+ * {"release": {...}}; the caller releases it) and *KIND its kind, or -1
+ * with the reason in WHY.
+ */
+static int
+parse_op(const char *line, size_t len, json_t **op, enum jop *kind,
+	 char *why, size_t whylen)
+{
+	static const char *const commit_n[] = { "ts", "expiration", NULL };
+	static const char *const commit_s[] = { "id", "user", "role", "ticket",
+						NULL };
+	json_error_t je;
+	json_int_t n;
+	json_t *root, *v;
+	const char *key, *s;
+	int ok = 0;
+
+	*op = NULL;
+	root = json_loadb(line, len, JSON_REJECT_DUPLICATES, &je);
+	if (root == NULL) {
+		snprintf(why, whylen, "%s", je.text);
+		return -1;
+	}
+	if (!json_is_object(root) || json_object_size(root) != 1) {
+		snprintf(why, whylen, "not an object with one operation");
+		goto out;
+	}
+	key = json_object_iter_key(json_object_iter(root));
+	v = json_object_iter_value(json_object_iter(root));
+	if (strcmp(key, "reserve") == 0) {
+		*kind = JOP_RESERVE;
+		if (!record_ok(REC_RESERVATION, v, why, whylen))
+			goto out;
+		if (!id_ok(S(v, "id"))) {
+			snprintf(why, whylen, "reservation id too long");
+			goto out;
+		}
+	} else if (strcmp(key, "commit") == 0) {
+		*kind = JOP_COMMIT;
+		if (json_unpack_ex(v, &je, JSON_STRICT,
+				   "{s:s, s:s, s:s, s:s, s:I, s:I, s:s}",
+				   "id", &s, "user", &s, "role", &s, "ticket",
+				   &s, "ts", &n, "expiration", &n,
+				   "access_key_id", &s) != 0) {
+			snprintf(why, whylen, "commit: %s", je.text);
+			goto out;
+		}
+		if (!nonneg(v, commit_n) || !nonempty(v, commit_s) ||
+		    !id_ok(S(v, "id"))) {
+			snprintf(why, whylen, "commit: negative time, empty "
+				 "name or bad id");
+			goto out;
+		}
+	} else if (strcmp(key, "release") == 0) {
+		*kind = JOP_RELEASE;
+		if (json_unpack_ex(v, &je, JSON_STRICT, "{s:s}", "id",
+				   &s) != 0) {
+			snprintf(why, whylen, "release: %s", je.text);
+			goto out;
+		}
+		if (!id_ok(s)) {
+			snprintf(why, whylen, "release: bad id");
+			goto out;
+		}
+	} else {
+		snprintf(why, whylen, "unknown operation");
+		goto out;
+	}
+	ok = 1;
+out:
+	if (ok)
+		*op = root;
+	else
+		json_decref(root);
+	return ok ? 0 : -1;
+}
+
+/* Parse the header line LINE (LEN bytes, without its newline) into HASH.
+ * 0, or -1 with the reason in WHY. */
+static int
+parse_header(const char *line, size_t len, char hash[HASH_HEX], char *why,
+	     size_t whylen)
+{
+	json_error_t je;
+	const char *s = NULL;
+	json_t *root;
+	size_t i;
+	int ok = 0;
+
+	root = json_loadb(line, len, JSON_REJECT_DUPLICATES, &je);
+	if (root == NULL) {
+		snprintf(why, whylen, "header: %s", je.text);
+		return -1;
+	}
+	if (json_unpack_ex(root, &je, JSON_STRICT, "{s:s}", "snapshot",
+			   &s) != 0) {
+		snprintf(why, whylen, "header: %s", je.text);
+		goto out;
+	}
+	if (strlen(s) != HASH_HEX - 1) {
+		snprintf(why, whylen, "header: not a SHA-256");
+		goto out;
+	}
+	for (i = 0; s[i] != '\0'; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') ||
+		      (s[i] >= 'a' && s[i] <= 'f'))) {
+			snprintf(why, whylen, "header: not a lowercase hex "
+				 "SHA-256");
+			goto out;
+		}
+	memcpy(hash, s, HASH_HEX);
+	ok = 1;
+out:
+	json_decref(root);
+	return ok ? 0 : -1;
+}
+
+/* The key of a user and role in last_idx: "<length of user>:<user><role>"
+ * (unambiguous whatever the names hold).  NULL when out of memory. */
+static char *
+last_key(const char *user, const char *role)
+{
+	size_t len = strlen(user) + strlen(role) + 24;
+	char *k = malloc(len);
+
+	if (k != NULL)
+		snprintf(k, len, "%zu:%s%s", strlen(user), user, role);
+	return k;
+}
+
+/* Index root's last entries anew.  0, or -1 out of memory. */
+static int
+last_index(file_state *s)
+{
+	json_t *e;
+	size_t i;
+	char *k;
+	int rc = 0;
+
+	json_decref(s->last_idx);
+	if ((s->last_idx = json_object()) == NULL)
+		return -1;
+	json_array_foreach(json_object_get(s->root, "last"), i, e) {
+		if ((k = last_key(S(e, "user"), S(e, "role"))) == NULL ||
+		    json_object_set(s->last_idx, k, e) != 0)
+			rc = -1;
+		free(k);
+		if (rc != 0)
+			break;
+	}
+	return rc;
+}
+
+/* Do the deferred purge of issuances, bindings and last entries, scanning
+ * them only when one may have lapsed (pending >= next_death).  0, or -1
+ * out of memory (the state must then be dropped). */
+static int
+state_flush(file_ledger *fl)
+{
+	file_state *s = &fl->st;
+	size_t n;
+
+	if (!s->pending_set)
+		return 0;
+	s->pending_set = 0;
+	if (s->pending < s->next_death)
+		return 0;
+	n = json_array_size(json_object_get(s->root, "last"));
+	purge_records(&fl->r, s->root, s->pending);
+	s->next_death = records_next_death(&fl->r, s->root);
+	if (json_array_size(json_object_get(s->root, "last")) != n)
+		return last_index(s);
+	return 0;
+}
+
+/*
+ * Drop what no longer matters at NOW, for an operation being applied:
+ * the void reservations at once; the lapsed issuances, bindings and last
+ * entries at the end of the batch of operations being applied
+ * (state_flush), or before the first operation of the batch whose time
+ * is earlier than one before it.  The result is the same as purging
+ * everything at every operation: while times do not go back, a record
+ * that lapsed by one operation's time has lapsed by every later one's,
+ * so it goes by the last time all the same; and the operations in
+ * between treat it as if it were gone (bind_ticket replaces a binding
+ * that lapsed by its time, last_note moves a lapsed last entry to its
+ * time, which is what a new entry holds; issuances are only added).
+ * Nothing evaluates the state in the middle of a batch.  0, or -1 out of
+ * memory.
+ */
+static int
+state_purge(file_ledger *fl, int64_t now)
+{
+	file_state *s = &fl->st;
+
+	purge_reservations(&fl->r, s->root, now);
+	if (s->pending_set && now < s->pending && state_flush(fl) != 0)
+		return -1;
+	if (!s->pending_set || now > s->pending)
+		s->pending = now;
+	s->pending_set = 1;
+	return 0;
+}
+
+/* The user's last issuance of the role, found through last_idx. */
+static int
+state_note_last(file_state *s, const pg_reservation *res)
+{
+	json_t *e, *last = json_object_get(s->root, "last");
+	char *k;
+	int rc = -1;
+
+	if ((k = last_key(res->user, res->role)) == NULL)
+		return -1;
+	e = json_object_get(s->last_idx, k);
+	if (last_note(s->root, e, res) != 0)
+		goto out;
+	if (e == NULL &&
+	    json_object_set(s->last_idx, k,
+			    json_array_get(last, json_array_size(last) - 1)) != 0)
+		goto out;
+	rc = 0;
+out:
+	free(k);
+	return rc;
+}
+
+/*
+ * A commit: the reservation C names becomes an issuance, its ticket is
+ * bound or its use counted, the last issuance noted, and records that
+ * lapsed by the reservation's time dropped.  0, or -1 out of memory.
+ */
+static int
+apply_commit(file_ledger *fl, json_t *c)
+{
+	json_t *root = fl->st.root, *rec;
+	pg_reservation *res;
+	ssize_t i;
+	int rc = -1;
+
+	if ((res = calloc(1, sizeof(*res))) == NULL ||
+	    (res->user = strdup(S(c, "user"))) == NULL ||
+	    (res->role = strdup(S(c, "role"))) == NULL ||
+	    (res->ticket = strdup(S(c, "ticket"))) == NULL)
+		goto out;
+	snprintf(res->id, sizeof(res->id), "%s", S(c, "id"));
+	res->ts = I(c, "ts");
+	if ((i = find_reservation(root, res->id)) >= 0)
+		json_array_remove(json_object_get(root, "reservations"),
+				  (size_t)i);
+	rec = json_pack("{s:s, s:s, s:s, s:I, s:I, s:s}", "user", res->user,
+			"role", res->role, "ticket", res->ticket, "ts",
+			(json_int_t)res->ts, "expiration",
+			(json_int_t)I(c, "expiration"), "access_key_id",
+			S(c, "access_key_id"));
+	if (rec == NULL ||
+	    json_array_append_new(json_object_get(root, "issued"), rec) != 0 ||
+	    bind_ticket(&fl->r, root, res) != 0 ||
+	    state_note_last(&fl->st, res) != 0)
+		goto out;
+	/* What was added lapses at res->ts + min_keep at the earliest. */
+	if (sat_add(res->ts, min_keep(&fl->r)) < fl->st.next_death)
+		fl->st.next_death = sat_add(res->ts, min_keep(&fl->r));
+	if (state_purge(fl, res->ts) != 0)
+		goto out;
+	rc = 0;
+out:
+	reservation_free(res);
+	return rc;
+}
+
+/* Apply OP (checked by parse_op) to the state.  0, or -1 out of memory:
+ * the state is then half changed and must be dropped. */
+static int
+apply_op(file_ledger *fl, json_t *op, enum jop kind)
+{
+	json_t *v = json_object_iter_value(json_object_iter(op));
+	json_t *res = json_object_get(fl->st.root, "reservations");
+	int64_t ts;
+	ssize_t i;
+
+	switch (kind) {
+	case JOP_RESERVE:
+		if (state_purge(fl, I(v, "ts")) != 0)
+			return -1;
+		return json_array_append(res, v);
+	case JOP_COMMIT:
+		return apply_commit(fl, v);
+	case JOP_RELEASE:
+		if ((i = find_reservation(fl->st.root, S(v, "id"))) < 0)
+			return 0;	/* lapsed already */
+		ts = I(json_array_get(res, (size_t)i), "ts");
+		json_array_remove(res, (size_t)i);
+		return state_purge(fl, ts);
+	}
+	return -1;
+}
+
+/*
+ * Apply the complete lines of BUF (LEN bytes of the journal, read at
+ * offset BASE) to the state; *USED: the bytes up to the end of the last
+ * complete line.  What follows it is a line being written (or left by a
+ * writer that crashed): not read.  A complete line that is not an
+ * operation: PG_EPROTO.  On an error the state is half changed.
+ */
+static pg_err
+consume(file_ledger *fl, const char *buf, size_t len, off_t base,
+	size_t *used, char *err, size_t errlen)
+{
+	const char *p = buf, *nl;
+	enum jop kind;
+	char why[256];
+	json_t *op;
+	int r;
+
+	*used = 0;
+	while ((nl = memchr(p, '\n', len - (size_t)(p - buf))) != NULL) {
+		if (parse_op(p, (size_t)(nl - p), &op, &kind, why,
+			     sizeof(why)) != 0)
+			return corrupt(fl->dir, JOURNAL_FILE, err, errlen,
+				       "the operation at byte %lld: %s",
+				       (long long)(base + (p - buf)), why);
+		r = apply_op(fl, op, kind);
+		json_decref(op);
+		if (r != 0) {
+			snprintf(err, errlen, "ledger: out of memory");
+			return PG_ENOMEM;
+		}
+		fl->st.j_ops++;
+		p = nl + 1;
+		*used = (size_t)(p - buf);
+	}
+	if (state_flush(fl) != 0) {
+		snprintf(err, errlen, "ledger: out of memory");
+		return PG_ENOMEM;
+	}
+	return PG_OK;
+}
+
 /* ---- the file backend: the cached state ---------------------------------- */
 
 static int
@@ -980,169 +1533,490 @@ same_file(const struct stat *a, const struct stat *b)
 	       same_time(&a->st_ctim, &b->st_ctim);
 }
 
+/* Does NAME in DFD name the file cached as FD/ST (FD -1: is it still
+ * missing)? */
+static int
+name_unchanged(int dfd, const char *name, int fd, const struct stat *st)
+{
+	struct stat now;
+
+	if (fstatat(dfd, name, &now, AT_SYMLINK_NOFOLLOW) != 0)
+		return fd < 0 && errno == ENOENT;
+	return fd >= 0 && same_file(st, &now);
+}
+
+/* Is the cached state that of the files now?  (A lock on rw held.) */
+static int
+state_fresh(const file_state *s, int dfd)
+{
+	return s->root != NULL &&
+	       name_unchanged(dfd, LEDGER_FILE, s->snap_fd, &s->snap_st) &&
+	       name_unchanged(dfd, JOURNAL_FILE, s->j_fd, &s->j_st);
+}
+
 static void
-cache_init(file_cache *c)
+state_init(file_state *s)
 {
-	c->fd = -1;
-	c->root = NULL;
+	s->root = NULL;
+	s->next_death = 0;
+	s->pending = 0;
+	s->pending_set = 0;
+	s->last_idx = NULL;
+	s->snap_fd = s->j_fd = -1;
+	memset(&s->snap_st, 0, sizeof(s->snap_st));
+	memset(&s->j_st, 0, sizeof(s->j_st));
+	s->snap_hash[0] = '\0';
+	s->j_stale = 0;
+	s->j_off = 0;
+	s->j_ops = 0;
 }
 
-/* Forget the cached state (the lock is not held). */
+/* Forget the cached state (rw held for writing, or no other user). */
 static void
-cache_clear(file_cache *c)
+state_reset(file_state *s)
 {
-	if (c->fd >= 0)
-		close(c->fd);
-	json_decref(c->root);
-	cache_init(c);
+	json_decref(s->root);
+	json_decref(s->last_idx);
+	if (s->snap_fd >= 0)
+		close(s->snap_fd);
+	if (s->j_fd >= 0)
+		close(s->j_fd);
+	state_init(s);
 }
 
-/* Remember ROOT (a new reference is taken) as the content of the file
- * open on FD (taken over; closed here when it cannot be used). */
-static void
-cache_set(file_cache *c, int fd, json_t *root)
-{
-	struct stat st;
-	file_cache old;
-
-	if (fd < 0)
-		return;
-	if (root == NULL || fstat(fd, &st) != 0) {
-		close(fd);
-		return;
-	}
-	pthread_mutex_lock(&c->mu);
-	old = *c;
-	c->fd = fd;
-	c->st = st;
-	c->root = json_incref(root);
-	pthread_mutex_unlock(&c->mu);
-	cache_clear(&old);
-}
-
-/* Forget the cached state (after a failed write: what is on disk is not
- * known until it is read again). */
-static void
-cache_drop(file_cache *c)
-{
-	file_cache old;
-
-	pthread_mutex_lock(&c->mu);
-	old = *c;
-	cache_init(c);
-	pthread_mutex_unlock(&c->mu);
-	cache_clear(&old);
-}
-
-/* The cached state when ledger.json (in DFD) is still the cached file,
- * as a new reference; NULL otherwise. */
-static json_t *
-cache_lookup(file_cache *c, int dfd)
-{
-	struct stat st;
-	json_t *root = NULL;
-
-	if (fstatat(dfd, LEDGER_FILE, &st, AT_SYMLINK_NOFOLLOW) != 0)
-		return NULL;
-	pthread_mutex_lock(&c->mu);
-	if (c->root != NULL && same_file(&c->st, &st))
-		root = json_incref(c->root);
-	pthread_mutex_unlock(&c->mu);
-	return root;
-}
-
-/* The current state, read-only (shared with other threads): from the
- * cache when the file is unchanged, else read, checked and cached. */
+/*
+ * Read the state from the start: the snapshot, then the journal's
+ * operations when its header names the snapshot's SHA-256.  A journal
+ * naming another snapshot is stale (see ledger.h) and ignored, unless
+ * ledger.json was replaced while it was read: a compaction renamed a new
+ * snapshot and then a new journal in between; then read again.
+ * rw held for writing; on an error nothing is cached.
+ */
 static pg_err
-state_get(file_ledger *fl, int dfd, json_t **root, char *err, size_t errlen)
+state_load(file_ledger *fl, int dfd, char *err, size_t errlen)
 {
-	pg_err rc;
-	int fd;
+	file_state *s = &fl->st;
+	char *buf = NULL, hash[HASH_HEX], why[256];
+	const char *nl;
+	size_t len = 0, used, hl;
+	pg_err rc = PG_OK;
+	int attempt;
 
-	if ((*root = cache_lookup(&fl->cache, dfd)) != NULL)
-		return PG_OK;
-	rc = read_state(fl, dfd, root, &fd, err, errlen);
-	if (rc == PG_OK)
-		cache_set(&fl->cache, fd, *root);
+	for (attempt = 0; attempt < LOAD_ATTEMPTS; attempt++) {
+		state_reset(s);
+		free(buf);
+		buf = NULL;
+		rc = read_state(fl, dfd, &s->root, &s->snap_fd, s->snap_hash,
+				err, errlen);
+		if (rc != PG_OK)
+			goto out;
+		if (s->snap_fd >= 0 && fstat(s->snap_fd, &s->snap_st) != 0) {
+			snprintf(err, errlen, "ledger %s/%s: %s", fl->dir,
+				 LEDGER_FILE, strerror(errno));
+			rc = PG_EUNAVAIL;
+			goto out;
+		}
+		s->next_death = records_next_death(&fl->r, s->root);
+		if (last_index(s) != 0) {
+			snprintf(err, errlen, "ledger: out of memory");
+			rc = PG_ENOMEM;
+			goto out;
+		}
+		rc = open_file(fl, dfd, JOURNAL_FILE, O_RDONLY, 0, &s->j_fd,
+			       err, errlen);
+		if (rc == PG_ENOTFOUND) {
+			rc = PG_OK;	/* no journal */
+			goto out;
+		}
+		if (rc != PG_OK)
+			goto out;
+		if (fstat(s->j_fd, &s->j_st) != 0) {
+			snprintf(err, errlen, "ledger %s/%s: %s", fl->dir,
+				 JOURNAL_FILE, strerror(errno));
+			rc = PG_EUNAVAIL;
+			goto out;
+		}
+		rc = read_at(fl, JOURNAL_FILE, s->j_fd, 0,
+			     (size_t)s->j_st.st_size > PG_LEDGER_MAX_FILE ?
+			     PG_LEDGER_MAX_FILE + 1 : (size_t)s->j_st.st_size,
+			     &buf, &len, err, errlen);
+		if (rc != PG_OK)
+			goto out;
+		if ((nl = memchr(buf, '\n', len)) == NULL) {
+			rc = corrupt(fl->dir, JOURNAL_FILE, err, errlen,
+				     "no complete header line");
+			goto out;
+		}
+		hl = (size_t)(nl - buf) + 1;
+		if (parse_header(buf, hl - 1, hash, why, sizeof(why)) != 0) {
+			rc = corrupt(fl->dir, JOURNAL_FILE, err, errlen, "%s",
+				     why);
+			goto out;
+		}
+		if (s->snap_fd < 0 || strcmp(hash, s->snap_hash) != 0) {
+			if (!name_unchanged(dfd, LEDGER_FILE, s->snap_fd,
+					    &s->snap_st))
+				continue;	/* compacted meanwhile */
+			s->j_stale = 1;
+			goto out;
+		}
+		s->j_off = (off_t)hl;
+		rc = consume(fl, buf + hl, len - hl, s->j_off, &used, err,
+			     errlen);
+		if (rc != PG_OK)
+			goto out;
+		s->j_off += (off_t)used;
+		goto out;
+	}
+	snprintf(err, errlen, "ledger %s: ledger.json kept being replaced "
+		 "while it was read", fl->dir);
+	rc = PG_EBUSY;
+out:
+	free(buf);
+	if (rc != PG_OK)
+		state_reset(s);
 	return rc;
 }
 
-/* A read-modify-write: mutex, directory, lock, current state. */
+/*
+ * Bring the cached state up to the files (rw held for writing): nothing
+ * to do when it is fresh; the journal's new complete lines when only the
+ * journal grew; else everything from the start.  On an error nothing is
+ * cached.
+ */
+static pg_err
+state_refresh(file_ledger *fl, int dfd, char *err, size_t errlen)
+{
+	file_state *s = &fl->st;
+	struct stat cur;
+	char *buf = NULL;
+	size_t len, used;
+	pg_err rc;
+	int fd;
+
+	if (state_fresh(s, dfd))
+		return PG_OK;
+	if (s->root == NULL ||
+	    !name_unchanged(dfd, LEDGER_FILE, s->snap_fd, &s->snap_st))
+		return state_load(fl, dfd, err, errlen);
+	/* The snapshot is unchanged: what became of the journal? */
+	rc = open_file(fl, dfd, JOURNAL_FILE, O_RDONLY, 0, &fd, err, errlen);
+	if (rc == PG_ENOTFOUND)
+		return s->j_fd < 0 ? PG_OK : state_load(fl, dfd, err, errlen);
+	if (rc != PG_OK) {
+		state_reset(s);
+		return rc;
+	}
+	if (fstat(fd, &cur) != 0) {
+		snprintf(err, errlen, "ledger %s/%s: %s", fl->dir,
+			 JOURNAL_FILE, strerror(errno));
+		close(fd);
+		state_reset(s);
+		return PG_EUNAVAIL;
+	}
+	close(fd);	/* checked; the cached descriptor is the same file */
+	/* Another file, a stale one changed, shorter than what was applied,
+	 * or changed without growing (an edit in place): from the start. */
+	if (s->j_fd < 0 || cur.st_dev != s->j_st.st_dev ||
+	    cur.st_ino != s->j_st.st_ino || s->j_stale ||
+	    cur.st_size < s->j_off || cur.st_size == s->j_st.st_size)
+		return state_load(fl, dfd, err, errlen);
+	rc = read_at(fl, JOURNAL_FILE, s->j_fd, s->j_off,
+		     (size_t)(cur.st_size - s->j_off), &buf, &len, err,
+		     errlen);
+	if (rc == PG_OK)
+		rc = consume(fl, buf, len, s->j_off, &used, err, errlen);
+	free(buf);
+	if (rc != PG_OK) {
+		state_reset(s);
+		return rc;
+	}
+	s->j_off += (off_t)used;
+	s->j_st = cur;
+	return PG_OK;
+}
+
+/*
+ * Take rw with the state current: for reading when the cached state is
+ * fresh, else for writing after state_refresh.  On PG_OK the caller
+ * evaluates fl->st.root and unlocks rw.
+ */
+static pg_err
+state_lock(file_ledger *fl, int dfd, char *err, size_t errlen)
+{
+	pg_err rc;
+
+	if (pthread_rwlock_rdlock(&fl->st.rw) != 0) {
+		snprintf(err, errlen, "ledger: cannot take the state lock");
+		return PG_EINTERNAL;
+	}
+	if (state_fresh(&fl->st, dfd))
+		return PG_OK;
+	pthread_rwlock_unlock(&fl->st.rw);
+	if (pthread_rwlock_wrlock(&fl->st.rw) != 0) {
+		snprintf(err, errlen, "ledger: cannot take the state lock");
+		return PG_EINTERNAL;
+	}
+	if ((rc = state_refresh(fl, dfd, err, errlen)) != PG_OK)
+		pthread_rwlock_unlock(&fl->st.rw);
+	return rc;
+}
+
+/* ---- the file backend: writing ------------------------------------------ */
+
+/* A write: mutex, directory, lock, and the journal open for appending. */
 typedef struct txn {
 	file_ledger *fl;
-	int dfd, lfd;
-	json_t *root;
+	int dfd, lfd, wfd;
+	off_t end;		/* the journal's size before our append */
 } txn;
+
+/*
+ * Start a new journal (rw held for writing, lock held).  When SNAPSHOT,
+ * first write the state as the new ledger.json, unless those are exactly
+ * the bytes it holds (then a crash before the journal's rename leaves the
+ * old journal, which still applies to them: nothing is lost or counted
+ * twice).  Then ledger.journal with a header naming ledger.json's
+ * SHA-256.  Both through replace_file (temp file, fsync, rename,
+ * directory fsync): a crash between the two renames leaves a journal
+ * naming the old snapshot, stale, whose operations the new one holds.
+ * On an error the caller drops the cached state.
+ */
+static pg_err
+journal_start(txn *t, int snapshot, char *err, size_t errlen)
+{
+	file_ledger *fl = t->fl;
+	file_state *s = &fl->st;
+	char *buf = NULL, hash[HASH_HEX], header[HASH_HEX + 32];
+	struct stat st;
+	size_t len = 0;
+	pg_err rc = PG_OK;
+	int fd = -1;
+
+	if (snapshot) {
+		if ((buf = dump_state(s->root, &len)) == NULL) {
+			snprintf(err, errlen, "ledger: out of memory");
+			rc = PG_ENOMEM;
+			goto out;
+		}
+		if (hash_hex(buf, len, hash) != 0) {
+			snprintf(err, errlen, "ledger: cannot compute SHA-256");
+			rc = PG_EINTERNAL;
+			goto out;
+		}
+		if (s->snap_fd < 0 || strcmp(hash, s->snap_hash) != 0) {
+			rc = replace_file(fl, t->dfd, TMP_FILE, LEDGER_FILE,
+					  buf, len, &fd, err, errlen);
+			if (rc != PG_OK)
+				goto out;
+			if (fstat(fd, &st) != 0) {
+				snprintf(err, errlen, "ledger %s/%s: %s",
+					 fl->dir, LEDGER_FILE, strerror(errno));
+				rc = PG_EUNAVAIL;
+				goto out;
+			}
+			if (s->snap_fd >= 0)
+				close(s->snap_fd);
+			s->snap_fd = fd;
+			fd = -1;
+			s->snap_st = st;
+			memcpy(s->snap_hash, hash, HASH_HEX);
+		}
+	}
+	len = (size_t)snprintf(header, sizeof(header),
+			       "{\"snapshot\":\"%s\"}\n", s->snap_hash);
+	rc = replace_file(fl, t->dfd, JOURNAL_TMP, JOURNAL_FILE, header, len,
+			  &fd, err, errlen);
+	if (rc != PG_OK)
+		goto out;
+	if (fstat(fd, &st) != 0) {
+		snprintf(err, errlen, "ledger %s/%s: %s", fl->dir, JOURNAL_FILE,
+			 strerror(errno));
+		rc = PG_EUNAVAIL;
+		goto out;
+	}
+	if (s->j_fd >= 0)
+		close(s->j_fd);
+	s->j_fd = fd;
+	fd = -1;
+	s->j_st = st;
+	s->j_stale = 0;
+	s->j_off = (off_t)len;
+	s->j_ops = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	return rc;
+}
+
+/*
+ * Under the lock, with rw held for writing: bring the state up to the
+ * files; start a journal when there is none or it is stale (and write
+ * the snapshot first when there is none); compact when the journal is
+ * over its bound; open it for appending and cut off a torn last line
+ * (left by a writer that crashed in the middle of its append: never
+ * synced, so never acknowledged).
+ */
+static pg_err
+journal_prepare(txn *t, char *err, size_t errlen)
+{
+	file_ledger *fl = t->fl;
+	file_state *s = &fl->st;
+	struct stat st;
+	pg_err rc;
+
+	if ((rc = state_refresh(fl, t->dfd, err, errlen)) != PG_OK)
+		return rc;
+	if (s->j_fd < 0 || s->j_stale)
+		rc = journal_start(t, s->snap_fd < 0, err, errlen);
+	else if (s->j_ops >= PG_LEDGER_JOURNAL_MAX_OPS ||
+		 s->j_off >= (off_t)PG_LEDGER_JOURNAL_MAX_BYTES)
+		rc = journal_start(t, 1, err, errlen);
+	if (rc != PG_OK)
+		return rc;
+	rc = open_file(fl, t->dfd, JOURNAL_FILE, O_WRONLY | O_APPEND, 0,
+		       &t->wfd, err, errlen);
+	if (rc == PG_ENOTFOUND) {
+		snprintf(err, errlen, "ledger %s/%s: vanished", fl->dir,
+			 JOURNAL_FILE);
+		return PG_EUNAVAIL;
+	}
+	if (rc != PG_OK)
+		return rc;
+	if (fstat(t->wfd, &st) != 0 || st.st_dev != s->j_st.st_dev ||
+	    st.st_ino != s->j_st.st_ino || st.st_size < s->j_off) {
+		snprintf(err, errlen, "ledger %s/%s: replaced or cut short "
+			 "while locked", fl->dir, JOURNAL_FILE);
+		return PG_EUNAVAIL;
+	}
+	if (st.st_size > s->j_off) {
+		if (ftruncate(t->wfd, s->j_off) != 0 || fstat(t->wfd, &st) != 0) {
+			snprintf(err, errlen, "ledger %s/%s: cannot cut off a "
+				 "torn last line: %s", fl->dir, JOURNAL_FILE,
+				 strerror(errno));
+			return PG_EUNAVAIL;
+		}
+		s->j_st = st;
+	}
+	t->end = s->j_off;
+	return PG_OK;
+}
 
 static pg_err
 txn_begin(file_ledger *fl, txn *t, char *err, size_t errlen)
 {
-	json_t *shared = NULL;
 	pg_err rc;
 
 	t->fl = fl;
-	t->dfd = t->lfd = -1;
-	t->root = NULL;
+	t->dfd = t->lfd = t->wfd = -1;
+	t->end = 0;
 	if (pthread_mutex_lock(&fl->mu) != 0) {
 		snprintf(err, errlen, "ledger: cannot take the mutex");
 		t->fl = NULL;
 		return PG_EINTERNAL;
 	}
 	if ((rc = open_dir(fl, &t->dfd, err, errlen)) != PG_OK ||
-	    (rc = lock_file(fl, t->dfd, &t->lfd, err, errlen)) != PG_OK ||
-	    (rc = state_get(fl, t->dfd, &shared, err, errlen)) != PG_OK)
+	    (rc = lock_file(fl, t->dfd, &t->lfd, err, errlen)) != PG_OK)
 		return rc;
-	/* The shared state is never modified: work on a copy. */
-	t->root = json_deep_copy(shared);
-	json_decref(shared);
-	if (t->root == NULL) {
+	if (pthread_rwlock_wrlock(&fl->st.rw) != 0) {
+		snprintf(err, errlen, "ledger: cannot take the state lock");
+		return PG_EINTERNAL;
+	}
+	if ((rc = journal_prepare(t, err, errlen)) != PG_OK)
+		state_reset(&fl->st);
+	pthread_rwlock_unlock(&fl->st.rw);
+	return rc;
+}
+
+/* After a failed append: cut the journal back to its size before.  When
+ * that fails too, ERR says so: what is left is either a torn line (the
+ * next writer cuts it off) or a whole one, which then counts (an
+ * issuance recorded that was not acknowledged: refuses more, never
+ * less). */
+static void
+append_undo(txn *t, char *err, size_t errlen)
+{
+	size_t used = strlen(err);
+
+	if (ftruncate(t->wfd, t->end) != 0 && used < errlen)
+		snprintf(err + used, errlen - used, "; cannot cut it back: %s",
+			 strerror(errno));
+}
+
+/*
+ * Append OP to the journal as one line, with one write(2); when DURABLE
+ * (a commit), fdatasync it.  The line is checked as a reader would check
+ * it first: nothing is written that would make the ledger damaged.  On a
+ * failure the journal is cut back to its size before (a reader may have
+ * seen a line that is then gone: it sees the journal shorter than what it
+ * applied and reads everything again).  Then the cached state takes the
+ * line in, like any reader's (another thread may have done so already).
+ */
+static pg_err
+journal_append(txn *t, json_t *op, int durable, char *err, size_t errlen)
+{
+	char *text = NULL, why[256];
+	json_t *check = NULL;
+	enum jop kind;
+	size_t len;
+	ssize_t n;
+	pg_err rc = PG_EUNAVAIL;
+
+	if ((text = json_dumps(op, JSON_COMPACT | JSON_SORT_KEYS)) == NULL) {
 		snprintf(err, errlen, "ledger: out of memory");
 		return PG_ENOMEM;
 	}
-	return PG_OK;
-}
+	len = strlen(text);
+	if (parse_op(text, len, &check, &kind, why, sizeof(why)) != 0) {
+		snprintf(err, errlen, "ledger: refusing to record a malformed "
+			 "operation: %s", why);
+		rc = PG_EINTERNAL;
+		goto out;
+	}
+	text[len++] = '\n';	/* over the NUL: the length is known */
+	do
+		n = write(t->wfd, text, len);
+	while (n < 0 && errno == EINTR);
+	if (n != (ssize_t)len) {
+		snprintf(err, errlen, "ledger %s/%s: cannot append: %s",
+			 t->fl->dir, JOURNAL_FILE, n < 0 ? strerror(errno) :
+			 "short write");
+		append_undo(t, err, errlen);
+		goto out;
+	}
+	if (durable && fdatasync(t->wfd) != 0) {
+		snprintf(err, errlen, "ledger %s/%s: fdatasync: %s",
+			 t->fl->dir, JOURNAL_FILE, strerror(errno));
+		append_undo(t, err, errlen);
+		goto out;
+	}
+	rc = PG_OK;
+out:
+	if (pthread_rwlock_wrlock(&t->fl->st.rw) == 0) {
+		/* The operation is in the journal (or not) whatever this
+		 * finds; a failure here only leaves nothing cached. */
+		char ignored[256];
 
-/* Write the transaction's state; on success it becomes the cached one. */
-static pg_err
-txn_write(txn *t, int durable, char *err, size_t errlen)
-{
-	pg_err rc;
-	int fd;
-
-	rc = write_state(t->fl, t->dfd, t->root, durable, &fd, err, errlen);
-	if (rc == PG_OK)
-		cache_set(&t->fl->cache, fd, t->root);
-	else
-		cache_drop(&t->fl->cache);
+		(void)state_refresh(t->fl, t->dfd, ignored, sizeof(ignored));
+		pthread_rwlock_unlock(&t->fl->st.rw);
+	}
+	json_decref(check);
+	free(text);
 	return rc;
 }
 
 static void
 txn_end(txn *t)
 {
-	json_decref(t->root);
+	if (t->wfd >= 0)
+		close(t->wfd);
 	if (t->lfd >= 0)
 		close(t->lfd);	/* releases the flock */
 	if (t->dfd >= 0)
 		close(t->dfd);
 	if (t->fl != NULL)
 		pthread_mutex_unlock(&t->fl->mu);
-}
-
-/* A read: directory and current state (shared, read-only), no lock
- * (rename is atomic). */
-static pg_err
-snapshot(file_ledger *fl, json_t **root, char *err, size_t errlen)
-{
-	pg_err rc;
-	int dfd;
-
-	*root = NULL;
-	if ((rc = open_dir(fl, &dfd, err, errlen)) != PG_OK)
-		return rc;
-	rc = state_get(fl, dfd, root, err, errlen);
-	close(dfd);
-	return rc;
 }
 
 /* ---- the file backend: operations ------------------------------------------- */
@@ -1154,8 +2028,8 @@ file_close(void *impl)
 
 	if (fl == NULL)
 		return;
-	cache_clear(&fl->cache);
-	pthread_mutex_destroy(&fl->cache.mu);
+	state_reset(&fl->st);
+	pthread_rwlock_destroy(&fl->st.rw);
 	pthread_mutex_destroy(&fl->mu);
 	free(fl->dir);
 	free(fl);
@@ -1164,6 +2038,7 @@ file_close(void *impl)
 static pg_err
 file_open(const pg_config *cfg, void **impl, char *err, size_t errlen)
 {
+	pthread_rwlockattr_t attr;
 	file_ledger *fl = NULL;
 	int dfd = -1, lfd = -1, mu = 0;
 	pg_err rc = PG_ENOMEM;
@@ -1186,13 +2061,24 @@ file_open(const pg_config *cfg, void **impl, char *err, size_t errlen)
 		goto out;
 	}
 	mu = 1;
-	if (pthread_mutex_init(&fl->cache.mu, NULL) != 0) {
-		snprintf(err, errlen, "ledger: cannot create a mutex");
+	/* Writers first: a thread applying the journal is not starved by a
+	 * stream of readers. */
+	if (pthread_rwlockattr_init(&attr) != 0) {
+		snprintf(err, errlen, "ledger: cannot create a lock");
 		rc = PG_EINTERNAL;
 		goto out;
 	}
+	(void)pthread_rwlockattr_setkind_np(&attr,
+		PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	if (pthread_rwlock_init(&fl->st.rw, &attr) != 0) {
+		pthread_rwlockattr_destroy(&attr);
+		snprintf(err, errlen, "ledger: cannot create a lock");
+		rc = PG_EINTERNAL;
+		goto out;
+	}
+	pthread_rwlockattr_destroy(&attr);
 	mu = 2;
-	cache_init(&fl->cache);
+	state_init(&fl->st);
 	rules_init(&fl->r, cfg, 1);
 
 	if (mkdir(fl->dir, 0700) != 0 && errno != EEXIST) {
@@ -1221,7 +2107,7 @@ out:
 		close(dfd);
 	if (fl != NULL) {
 		if (mu > 1)
-			pthread_mutex_destroy(&fl->cache.mu);
+			pthread_rwlock_destroy(&fl->st.rw);
 		if (mu > 0)
 			pthread_mutex_destroy(&fl->mu);
 		free(fl->dir);
@@ -1235,15 +2121,19 @@ file_facts(void *impl, const query *q, pg_ledger_facts *f,
 	   struct facts_hold *hold, char *err, size_t errlen)
 {
 	file_ledger *fl = impl;
-	json_t *root;
 	view v;
 	pg_err rc;
+	int dfd;
 
-	if ((rc = snapshot(fl, &root, err, errlen)) != PG_OK)
+	if ((rc = open_dir(fl, &dfd, err, errlen)) != PG_OK)
 		return rc;
-	evaluate(&fl->r, root, q, &v);
+	rc = state_lock(fl, dfd, err, errlen);
+	close(dfd);
+	if (rc != PG_OK)
+		return rc;
+	evaluate(&fl->r, fl->st.root, q, &v);
 	rc = copy_view(&v, f, hold, err, errlen);
-	json_decref(root);
+	pthread_rwlock_unlock(&fl->st.rw);
 	return rc;
 }
 
@@ -1253,22 +2143,24 @@ file_reserve(void *impl, const query *q, const pg_reservation *res,
 {
 	file_ledger *fl = impl;
 	long long start = 0;
+	json_t *r, *op = NULL;
 	char state;
-	json_t *r;
 	view v;
 	txn t;
 	pg_err rc;
 	int rule;
 
-	if ((rc = txn_begin(fl, &t, err, errlen)) != PG_OK)
+	if ((rc = txn_begin(fl, &t, err, errlen)) != PG_OK ||
+	    (rc = state_lock(fl, t.dfd, err, errlen)) != PG_OK)
 		goto out;
-	evaluate(&fl->r, t.root, q, &v);
-	if ((rule = judge(q, &v, err, errlen)) >= 0) {
+	evaluate(&fl->r, fl->st.root, q, &v);
+	rule = judge(q, &v, err, errlen);
+	pthread_rwlock_unlock(&fl->st.rw);
+	if (rule >= 0) {
 		*rule_out = rule;
 		rc = PG_DENIED;
 		goto out;
 	}
-	purge(&fl->r, t.root, q->now);
 	if (proc_stat((long long)getpid(), &state, &start) != 0)
 		start = 0;
 	r = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:s, s:I}",
@@ -1277,66 +2169,33 @@ file_reserve(void *impl, const query *q, const pg_reservation *res,
 		      "expires", (json_int_t)(q->now + fl->r.lease),
 		      "pid", (json_int_t)getpid(), "start", (json_int_t)start,
 		      "boot_id", fl->r.boot_id, "pidns", (json_int_t)fl->r.pidns);
-	if (r == NULL ||
-	    json_array_append_new(json_object_get(t.root, "reservations"),
-				  r) != 0) {
+	if (r == NULL || (op = json_object()) == NULL ||
+	    json_object_set_new(op, "reserve", r) != 0) {
+		if (op == NULL)
+			json_decref(r);
 		snprintf(err, errlen, "ledger: out of memory");
 		rc = PG_ENOMEM;
 		goto out;
 	}
-	rc = txn_write(&t, 0, err, errlen);
+	rc = journal_append(&t, op, 0, err, errlen);
 out:
+	json_decref(op);
 	txn_end(&t);
 	return rc;
 }
 
-/* The ticket's binding after an issuance by RES at its ts. */
-static int
-bind_ticket(const rules *rl, json_t *root, const pg_reservation *res)
+/* Is the reservation ID in the current state?  (Under the lock.) */
+static pg_err
+file_has_reservation(txn *t, const char *id, int *found, char *err,
+		     size_t errlen)
 {
-	json_t *tickets = json_object_get(root, "tickets");
-	json_t *t = json_object_get(tickets, res->ticket);
+	pg_err rc;
 
-	if (t != NULL && binding_live(rl, t, res->ts)) {
-		if (strcmp(S(t, "user"), res->user) != 0 ||
-		    strcmp(S(t, "role"), res->role) != 0)
-			return 0;	/* bound to the first use, it stays */
-		if (I(t, "uses") < INT32_MAX &&
-		    json_object_set_new(t, "uses",
-					json_integer(I(t, "uses") + 1)) != 0)
-			return -1;
-		if (res->ts > I(t, "last") &&
-		    json_object_set_new(t, "last", json_integer(res->ts)) != 0)
-			return -1;
-		return 0;
-	}
-	t = json_pack("{s:s, s:s, s:I, s:I, s:i}", "user", res->user, "role",
-		      res->role, "first", (json_int_t)res->ts, "last",
-		      (json_int_t)res->ts, "uses", 1);
-	return t == NULL || json_object_set_new(tickets, res->ticket, t) != 0 ?
-	       -1 : 0;
-}
-
-/* The user's last issuance of the role. */
-static int
-note_last(json_t *root, const pg_reservation *res)
-{
-	json_t *last = json_object_get(root, "last");
-	json_t *e;
-	size_t i;
-
-	json_array_foreach(last, i, e) {
-		if (strcmp(S(e, "user"), res->user) != 0 ||
-		    strcmp(S(e, "role"), res->role) != 0)
-			continue;
-		if (res->ts > I(e, "ts"))
-			return json_object_set_new(e, "ts",
-						   json_integer(res->ts));
-		return 0;
-	}
-	return json_array_append_new(last, json_pack("{s:s, s:s, s:I}",
-				     "user", res->user, "role", res->role,
-				     "ts", (json_int_t)res->ts));
+	if ((rc = state_lock(t->fl, t->dfd, err, errlen)) != PG_OK)
+		return rc;
+	*found = find_reservation(t->fl->st.root, id) >= 0;
+	pthread_rwlock_unlock(&t->fl->st.rw);
+	return PG_OK;
 }
 
 static pg_err
@@ -1344,28 +2203,29 @@ file_commit(void *impl, const pg_reservation *res, int64_t expiration,
 	    const char *access_key_id, char *err, size_t errlen)
 {
 	file_ledger *fl = impl;
-	json_t *rec;
+	json_t *c, *op = NULL;
 	txn t;
 	pg_err rc;
-	int found;
+	int found = 0;
 
-	if ((rc = txn_begin(fl, &t, err, errlen)) != PG_OK)
+	if ((rc = txn_begin(fl, &t, err, errlen)) != PG_OK ||
+	    (rc = file_has_reservation(&t, res->id, &found, err,
+				       errlen)) != PG_OK)
 		goto out;
-	found = remove_reservation(t.root, res->id);
-	rec = json_pack("{s:s, s:s, s:s, s:I, s:I, s:s}", "user", res->user,
-			"role", res->role, "ticket", res->ticket, "ts",
-			(json_int_t)res->ts, "expiration",
-			(json_int_t)expiration, "access_key_id",
-			access_key_id ? access_key_id : "");
-	if (rec == NULL ||
-	    json_array_append_new(json_object_get(t.root, "issued"), rec) != 0 ||
-	    bind_ticket(&fl->r, t.root, res) != 0 || note_last(t.root, res) != 0) {
+	c = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:s}", "id", res->id,
+		      "user", res->user, "role", res->role, "ticket",
+		      res->ticket, "ts", (json_int_t)res->ts, "expiration",
+		      (json_int_t)expiration, "access_key_id",
+		      access_key_id ? access_key_id : "");
+	if (c == NULL || (op = json_object()) == NULL ||
+	    json_object_set_new(op, "commit", c) != 0) {
+		if (op == NULL)
+			json_decref(c);
 		snprintf(err, errlen, "ledger: out of memory");
 		rc = PG_ENOMEM;
 		goto out;
 	}
-	purge(&fl->r, t.root, res->ts);
-	if ((rc = txn_write(&t, 1, err, errlen)) != PG_OK)
+	if ((rc = journal_append(&t, op, 1, err, errlen)) != PG_OK)
 		goto out;
 	if (!found) {
 		snprintf(err, errlen, "ledger: the reservation of %s for %s "
@@ -1375,6 +2235,7 @@ file_commit(void *impl, const pg_reservation *res, int64_t expiration,
 		rc = PG_ETIMEOUT;
 	}
 out:
+	json_decref(op);
 	txn_end(&t);
 	return rc;
 }
@@ -1383,16 +2244,25 @@ static pg_err
 file_release(void *impl, const pg_reservation *res, char *err, size_t errlen)
 {
 	file_ledger *fl = impl;
+	json_t *op = NULL;
 	txn t;
 	pg_err rc;
+	int found = 0;
 
-	if ((rc = txn_begin(fl, &t, err, errlen)) != PG_OK)
+	if ((rc = txn_begin(fl, &t, err, errlen)) != PG_OK ||
+	    (rc = file_has_reservation(&t, res->id, &found, err,
+				       errlen)) != PG_OK)
 		goto out;
-	if (!remove_reservation(t.root, res->id))
+	if (!found)
 		goto out;	/* lapsed already: nothing to undo */
-	purge(&fl->r, t.root, res->ts);
-	rc = txn_write(&t, 0, err, errlen);
+	if ((op = json_pack("{s:{s:s}}", "release", "id", res->id)) == NULL) {
+		snprintf(err, errlen, "ledger: out of memory");
+		rc = PG_ENOMEM;
+		goto out;
+	}
+	rc = journal_append(&t, op, 0, err, errlen);
 out:
+	json_decref(op);
 	txn_end(&t);
 	return rc;
 }
@@ -1402,17 +2272,22 @@ file_last(void *impl, const char *user, const char *role, int64_t *when,
 	  char *err, size_t errlen)
 {
 	file_ledger *fl = impl;
-	json_t *root, *e;
+	json_t *e;
 	size_t i;
 	pg_err rc;
+	int dfd;
 
-	if ((rc = snapshot(fl, &root, err, errlen)) != PG_OK)
+	if ((rc = open_dir(fl, &dfd, err, errlen)) != PG_OK)
 		return rc;
-	json_array_foreach(json_object_get(root, "last"), i, e)
+	rc = state_lock(fl, dfd, err, errlen);
+	close(dfd);
+	if (rc != PG_OK)
+		return rc;
+	json_array_foreach(json_object_get(fl->st.root, "last"), i, e)
 		if (strcmp(S(e, "user"), user) == 0 &&
 		    strcmp(S(e, "role"), role) == 0)
 			*when = I(e, "ts");
-	json_decref(root);
+	pthread_rwlock_unlock(&fl->st.rw);
 	return PG_OK;
 }
 

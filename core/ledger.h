@@ -4,8 +4,9 @@
  *
  * One interface, several backends, selected by [ledger] backend:
  *   file  a directory on this host ([ledger] path), correct for any number
- *         of daemons and tools on the host sharing it (flock + atomic
- *         rename), and for any number of threads in each;
+ *         of daemons and tools on the host sharing it (flock, a snapshot
+ *         replaced by atomic rename and an append-only journal), and for
+ *         any number of threads in each;
  *   etcd  several hosts: one etcd v3 cluster shared by every daemon
  *         ([ledger] endpoints, prefix, ...; below).
  * Callers see only the functions below; a backend is a table of operations
@@ -27,8 +28,8 @@
  *           window, so a binding only has to outlive the ticket's window.
  *           The ledger is not told that window; change windows are hours
  *           to weeks, so 90 days after the ticket's LAST use is well past
- *           any realistic one, while the file stays small enough to be
- *           rewritten on every issuance.  A ticket whose window is longer
+ *           any realistic one, while the snapshot stays small enough to
+ *           be rewritten at every compaction.  A ticket whose window is longer
  *           and which lies unused for 90 days loses its binding (R3 still
  *           applies to it).
  * last      (user, role) -> the time of the last issuance, for
@@ -84,35 +85,98 @@
  * in it is opened with O_NOFOLLOW relative to that descriptor and checked
  * on the descriptor (regular file, owner root or euid, not writable by
  * group or others).  Files:
- *   ledger.json      the state, one JSON document (below);
+ *   ledger.json      the snapshot: the state as of the journal's start, one
+ *                    JSON document (format below);
+ *   ledger.journal   the operations since the snapshot, one JSON object per
+ *                    line (format below);
  *   ledger.lock      empty, 0644, opened read-only; flock(LOCK_EX) around
  *                    every read-modify-write;
- *   ledger.json.tmp  the next state while it is written (under the lock).
- * A write: lock (a process-wide mutex, then flock on a descriptor opened
- * for this operation, waiting at most PG_LEDGER_LOCK_WAIT_MS), read and
- * check the current state, expire old records, write the new state to
- * ledger.json.tmp (O_CREAT|O_EXCL|O_NOFOLLOW, 0600), fsync it, rename it
- * over ledger.json, fsync the directory (commit only: a reservation or a
- * release that a crash undoes is void anyway, its owner being gone; the
- * file is synced before every rename, so the name always holds a whole
- * state), unlock.  A read (facts, last issuance) takes no lock: rename is
- * atomic, a reader sees the old or the new state, never a mix.  A missing
- * ledger.json is an empty ledger (a new installation).
+ *   ledger.json.tmp, ledger.journal.tmp  a new snapshot or journal while
+ *                    it is written (under the lock; a leftover one is a
+ *                    dead writer's and removed).
+ * The state is the snapshot with the journal's operations applied in
+ * order, by the same code that applies them when they are made, so every
+ * process reading the files judges alike.  A missing ledger.json is an
+ * empty ledger (a new installation); a missing ledger.journal an empty
+ * journal.
  *
- * Each handle keeps the last state it read or wrote, parsed and checked,
- * with a descriptor of that file held open, and uses it while an lstat of
- * ledger.json shows the same file unchanged (device, inode, size, mode,
- * owner, links, mtime, ctime).  The open descriptor keeps the inode from
- * being reused, so a replaced file (every writer renames) is always seen;
- * a change of mode or owner is seen and checked again; an edit in place
- * is seen by its size or times (an edit in place that keeps the size
- * within one tick of the file system's clock after the last write is the
- * one change that could go unseen; nothing but a person with write
- * access to the file edits it in place).  So a read costs one lstat, and
- * a write one copy of the state in memory, no parse.
+ * A write (reserve, commit, release): a process-wide mutex, then flock on a
+ * descriptor opened for this operation (waiting at most
+ * PG_LEDGER_LOCK_WAIT_MS); read the operations appended since this handle
+ * last looked; when there is no journal, or it is stale (below), start
+ * one: write the snapshot first if there is none, then the journal's
+ * header; when the journal holds PG_LEDGER_JOURNAL_MAX_OPS operations or
+ * PG_LEDGER_JOURNAL_MAX_BYTES bytes, compact it (below); cut off a torn
+ * last line (below); judge; append the operation as one line with one
+ * write(2) (O_APPEND); unlock.  A commit, the record of an issuance, is
+ * then fdatasync'd: only the journal, no rename and no directory sync
+ * (the journal exists already; creating one syncs the directory).  A
+ * reservation or a release is not synced: a crash that loses one loses
+ * nothing that matters, because a crash ends the reservation's owner, so
+ * it would be void at once (see "reservation"), and a lost release leaves
+ * a reservation that is void for the same reason.  A denied reserve, and a
+ * release or commit that fails, appends nothing.
  *
- * Format, version 1 (all times epoch seconds; objects have exactly these
- * keys, no others):
+ * A read (facts, last issuance) takes no lock.  Lines are only ever
+ * appended, and a file is only ever replaced whole by rename, so a reader
+ * sees whole lines and whole files.  A last line without its newline is
+ * being written right now (or was left by a writer that crashed in the
+ * middle of its append): readers ignore it; the next writer, holding the
+ * lock, cuts the file back to the end of the last complete line before it
+ * appends.  That is safe: such a line was never synced, so its operation
+ * was never acknowledged (a commit returns only after its line is synced).
+ * A complete line that is not a valid operation (not JSON, not one object
+ * with one known operation, missing, extra or duplicate keys, a value of
+ * the wrong type, a negative time, an empty or over-long id) makes the
+ * ledger damaged, as does a journal whose first line is not a header.
+ *
+ * Compaction: under the lock, the state (records that lapsed dropped)
+ * becomes the new ledger.json (temp file, fsync, rename, directory fsync;
+ * skipped when those are exactly the bytes it holds), then a new journal
+ * holding only its header replaces ledger.journal (temp file, fsync,
+ * rename, directory fsync).  A crash between the two renames leaves the
+ * new snapshot with the old journal: that journal is stale, see below.
+ *
+ * Stale journal: the header names the SHA-256 of the exact bytes of the
+ * ledger.json it follows.  A journal whose header names other bytes (or
+ * any journal when ledger.json is missing) is stale: it is ignored (the
+ * state is the snapshot's) and the next writer replaces it.  Why that is
+ * safe: writers create journals only right after the snapshot they name
+ * is on disk, and replace ledger.json only by compaction, which writes a
+ * new journal right after.  So a journal that names another snapshot is
+ * one whose compaction was interrupted between its two renames, and its
+ * operations are all in the snapshot already (applying them again would
+ * count them twice); and since a compaction that would write the same
+ * bytes again writes no snapshot, a journal's header can never match a
+ * later snapshot than its own.  A ledger.json edited or restored by hand
+ * makes the journal stale too: its operations are then lost, as they
+ * would be with any older copy of the ledger.  Back the directory up with
+ * the lock held (e.g. flock ledger.lock cp -a ...), so that the copy of
+ * the journal belongs to the copy of the snapshot.
+ *
+ * Each handle keeps the state it last read, parsed and checked, with
+ * descriptors of both files held open (so their inodes cannot be reused),
+ * and uses it while lstat of ledger.json shows the same file unchanged
+ * (device, inode, size, mode, owner, links, mtime, ctime) and lstat of
+ * ledger.journal the journal as last read.  When only the journal grew,
+ * only its new bytes are read and applied; any other change (another
+ * file at either name, a mode or owner change, a journal shorter than
+ * what was applied or changed without growing: an edit in place) reads
+ * both again from the start.  When ledger.json is replaced while a reader
+ * reads the journal (a compaction), it reads again.  An edit in place of
+ * ledger.json that keeps its size within one tick of the file system's
+ * clock after the last write, or an edit in place of ledger.journal that
+ * also makes it longer, are the changes that could go unseen; nothing but
+ * a person with write access to the files edits them in place.  Threads
+ * of one process share the handle's state under a read-write lock:
+ * readers evaluate under the read lock, reading and applying new
+ * operations takes the write lock, so no thread sees an operation half
+ * applied.  A read of an unchanged ledger costs two lstat; a write one
+ * appended line and the reading back of it (plus, for a commit, one
+ * fdatasync).
+ *
+ * Snapshot format, version 1 (all times epoch seconds; objects have exactly
+ * these keys, no others):
  *   {"version": 1,
  *    "issued": [{"user": S, "role": S, "ticket": S, "ts": N,
  *                "expiration": N, "access_key_id": S}, ...],
@@ -122,11 +186,28 @@
  *    "reservations": [{"id": S, "user": S, "role": S, "ticket": S,
  *                      "ts": N, "expires": N, "pid": N, "start": N,
  *                      "boot_id": S, "pidns": N}, ...]}
- * A ledger that cannot be read or parsed, has another version, a missing
- * or extra key, a value of the wrong type, duplicate keys, a negative
- * number, or is a symbolic link or not a regular file, is refused with an
- * error (R9): it never allows and is never reset.  Whoever repairs it
- * decides what its history was.
+ * Journal format: the header, then one operation per line, each line one
+ * JSON object with exactly one key and the keys shown, nothing else:
+ *   {"snapshot": "<lowercase hex SHA-256 of ledger.json's bytes>"}
+ *   {"reserve": {...a reservation, as in "reservations" above...}}
+ *   {"commit": {"id": S, "user": S, "role": S, "ticket": S, "ts": N,
+ *               "expiration": N, "access_key_id": S}}
+ *   {"release": {"id": S}}
+ * Applied in order: reserve drops what lapsed by its ts, then adds the
+ * reservation; commit removes the reservation ID when present, adds the
+ * issuance (user, role, ticket, ts, expiration, access_key_id), binds the
+ * ticket or counts its use, notes the last issuance and drops what lapsed
+ * by ts; it carries the reservation's user, role, ticket and ts because a
+ * reservation that lapsed before its commit is gone from the state, and
+ * its issuance is recorded all the same.  release removes the reservation
+ * ID, when present, and drops what lapsed by its ts.  Ids are at most 32
+ * bytes.
+ *
+ * A ledger whose snapshot or journal cannot be read or parsed, has another
+ * version, a missing or extra key, a value of the wrong type, duplicate
+ * keys, a negative number, or is a symbolic link or not a regular file, is
+ * refused with an error (R9): it never allows and is never reset.  Whoever
+ * repairs it decides what its history was.
  *
  * ---- The etcd backend ------------------------------------------------------
  *
@@ -203,6 +284,10 @@
 #define PG_LEDGER_LOCK_WAIT_MS 5000
 /* Largest ledger file read (a bigger one is refused as corrupt). */
 #define PG_LEDGER_MAX_FILE (64u * 1024 * 1024)
+/* File backend: a writer that finds ledger.journal holding this many
+ * operations, or this many bytes, compacts it into ledger.json first. */
+#define PG_LEDGER_JOURNAL_MAX_OPS 4096
+#define PG_LEDGER_JOURNAL_MAX_BYTES (1024u * 1024)
 /* Longest user, role or ticket accepted. */
 #define PG_LEDGER_MAX_VALUE 1024
 

@@ -392,3 +392,109 @@ def test_symlinked_ledger_refuses(tmp):
     os.symlink(other, os.path.join(lg.path, "ledger.json"))
     p = lg.reserve("alice", PM, "T1")
     assert p.returncode == 2 and "symbolic link" in p.stderr, p.stderr
+
+
+# ---- file backend: the snapshot and its journal ----------------------------------
+
+def _journal(lg):
+    return os.path.join(lg.path, "ledger.journal")
+
+
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def test_journal_layout(tmp):
+    """An issuance leaves the snapshot and a journal: a header naming the
+    snapshot's SHA-256, then one line per operation."""
+    import hashlib
+    import json
+    lg = Ledger(tmp, "layout")
+    assert outcome(astuple(lg.reserve("alice", PM, "T1"))) == "ok"
+    snap = _read(os.path.join(lg.path, "ledger.json"))
+    lines = _read(_journal(lg)).split(b"\n")
+    assert lines[-1] == b"" and len(lines) == 4, lines
+    assert json.loads(lines[0]) == {
+        "snapshot": hashlib.sha256(snap).hexdigest()}
+    assert list(json.loads(lines[1])) == ["reserve"]
+    commit = json.loads(lines[2])["commit"]
+    assert (commit["user"], commit["role"], commit["ticket"]) == \
+        ("alice", PM, "T1")
+    for name in ("ledger.json", "ledger.journal"):
+        assert os.stat(os.path.join(lg.path, name)).st_mode & 0o077 == 0
+
+
+@pytest.mark.parametrize("line", [b"garbage", b"", b'{"delete":{"id":"x"}}',
+                                  b'{"release":{"id":"ab","id":"ab"}}',
+                                  b'{"release":{"id":7}}'])
+def test_damaged_journal_refuses(tmp, line):
+    """A complete line that is no operation: every process refuses (exit
+    3), and neither file is rewritten."""
+    lg = Ledger(tmp, "jdamaged")
+    assert outcome(astuple(lg.reserve("alice", PM, "T1"))) == "ok"
+    with open(_journal(lg), "ab") as f:
+        f.write(line + b"\n")
+    snap = _read(os.path.join(lg.path, "ledger.json"))
+    journal = _read(_journal(lg))
+    for args in (("reserve", "bob", PM, "T2"), ("facts", "alice", PM, "T1"),
+                 ("last", "alice", PM)):
+        p = lg.run(*args)
+        assert p.returncode == 3, (args, p.stdout, p.stderr)
+        assert "ledger.journal is damaged" in p.stderr, p.stderr
+    assert _read(os.path.join(lg.path, "ledger.json")) == snap
+    assert _read(_journal(lg)) == journal
+
+
+def test_torn_journal_line(tmp):
+    """A last line without its newline (a writer that died mid-append):
+    other processes ignore it, the next writer cuts it off."""
+    lg = Ledger(tmp, "torn")
+    assert outcome(astuple(lg.reserve("alice", PM, "T1"))) == "ok"
+    good = _read(_journal(lg))
+    torn = (b'{"commit":{"access_key_id":"","expiration":1,"id":"ab",'
+            b'"role":"' + ADMIN.encode() + b'","ticket":"T9","ts":1,'
+            b'"user":"bob"}}')
+    with open(_journal(lg), "ab") as f:
+        f.write(torn)
+    f = lg.facts("bob", PM, "T9")
+    assert (f["conflict_role"], f["bound_user"]) == ("-", "-")
+    assert _read(_journal(lg)) == good + torn
+    assert outcome(astuple(lg.reserve("carol", PM, "T3"))) == "ok"
+    after = _read(_journal(lg))
+    assert after.startswith(good) and torn not in after
+    assert after.count(b"\n") == good.count(b"\n") + 2
+    assert lg.facts("bob", PM, "T9")["bound_user"] == "-"
+
+
+def test_symlinked_journal_refuses(tmp):
+    lg = Ledger(tmp, "jsymlink")
+    assert outcome(astuple(lg.reserve("alice", PM, "T1"))) == "ok"
+    other = os.path.join(tmp, "other.journal")
+    shutil.copy(_journal(lg), other)
+    os.unlink(_journal(lg))
+    os.symlink(other, _journal(lg))
+    for args in (("reserve", "bob", PM, "T2"), ("facts", "alice", PM, "T1")):
+        p = lg.run(*args)
+        assert p.returncode == 2 and "symbolic link" in p.stderr, p.stderr
+
+
+def test_compaction_across_processes(tmp):
+    """One process records more operations than the journal holds (it is
+    compacted into the snapshot on the way); other processes, one of them
+    having read the journal before, see every issuance."""
+    lg = Ledger(tmp, "compact")
+    assert outcome(astuple(lg.reserve("alice", PM, "T1"))) == "ok"
+    assert lg.facts("alice", ADMIN)["conflict_role"] == PM
+    n = 2100                 # 4200 operations: over the bound of 4096
+    p = subprocess.Popen(lg.argv("bench", str(n)), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+    lines = _read(_journal(lg)).count(b"\n")
+    assert lines < n, lines              # compacted at least once
+    for i in (0, 1, n // 2, n - 1):
+        f = lg.facts("x", PM, f"B{p.pid}-{i}")
+        assert (f["bound_user"], f["uses"]) == (f"b{i}", "1"), (i, f)
+    assert lg.facts("alice", ADMIN)["conflict_role"] == PM
+    assert outcome(astuple(lg.reserve("alice", ADMIN, "T2"))) == "R6"

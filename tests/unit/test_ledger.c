@@ -6,6 +6,10 @@
  * crossed without sleeping.  Sequences of issuances are a table: every
  * step states the verdict it must get, and before every reserve the
  * read-only facts are checked to predict exactly that verdict.
+ *
+ * The file backend keeps a snapshot (ledger.json) and a journal of the
+ * operations since (ledger.journal): the tests that look into or damage
+ * the files address the one that holds what they look for.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,6 +28,7 @@
 
 #include <cmocka.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 
 #include "../../core/http.h"
 #include "../../core/ledger.h"
@@ -64,6 +69,9 @@ typedef struct env {
 	char backend[16];
 	pg_config cfg;
 	pg_ledger *l;
+	/* 1: every facts and last query of the sequences goes through a
+	 * handle opened for it (the state read from the files, cold) */
+	int fresh_reads;
 } env;
 
 /* A config naming a new ledger directory (not created yet). */
@@ -139,6 +147,97 @@ slurp(const char *path, size_t *len)
 	return buf;
 }
 
+/* Lowercase hex SHA-256 of the file PATH. */
+static void
+sha256_file(const char *path, char out[65])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int n = 0, i;
+	size_t len;
+	char *text = slurp(path, &len);
+
+	assert_int_equal(EVP_Digest(text, len, md, &n, EVP_sha256(), NULL), 1);
+	assert_int_equal(n, 32);
+	for (i = 0; i < n; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+	free(text);
+}
+
+/* The number of complete lines of PATH. */
+static size_t
+count_lines(const char *path)
+{
+	size_t len, i, n = 0;
+	char *text = slurp(path, &len);
+
+	for (i = 0; i < len; i++)
+		n += text[i] == '\n';
+	free(text);
+	return n;
+}
+
+/* Append LEN bytes to PATH, in place. */
+static void
+append_bytes(const char *path, const char *text, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, len), (ssize_t)len);
+	assert_int_equal(close(fd), 0);
+}
+
+/* Replace PATH by a new file (a new inode) holding TEXT, as an editor
+ * that writes a copy and renames it does. */
+static void
+replace_with(const char *path, const char *text, size_t len)
+{
+	char tmp[300];
+
+	snprintf(tmp, sizeof(tmp), "%s.edit", path);
+	write_file(tmp, text, len, 0600);
+	assert_int_equal(rename(tmp, path), 0);
+}
+
+/* The journal's header must name the snapshot's SHA-256. */
+static void
+assert_header_names_snapshot(const env *e)
+{
+	char path[256], hash[65], want[100];
+	size_t len;
+	char *text;
+
+	path_in(e, "ledger.json", path, sizeof(path));
+	sha256_file(path, hash);
+	snprintf(want, sizeof(want), "{\"snapshot\":\"%s\"}\n", hash);
+	path_in(e, "ledger.journal", path, sizeof(path));
+	text = slurp(path, &len);
+	if (len < strlen(want) || memcmp(text, want, strlen(want)) != 0)
+		fail_msg("journal header is not %s", want);
+	free(text);
+}
+
+/* The handle for a read of the sequences: E's own, or a new one. */
+static pg_ledger *
+reader_open(env *e)
+{
+	pg_ledger *l;
+	char err[512] = "";
+
+	if (!e->fresh_reads)
+		return e->l;
+	if (pg_ledger_open(&e->cfg, &l, err, sizeof(err)) != PG_OK)
+		fail_msg("pg_ledger_open: %s", err);
+	return l;
+}
+
+static void
+reader_close(env *e, pg_ledger *l)
+{
+	if (l != e->l)
+		pg_ledger_close(l);
+}
+
 /* The verdict the read-only facts predict for a reserve (-1 = allow). */
 static int
 predict(const pg_ledger_facts *f, const char *user, const char *role,
@@ -163,18 +262,21 @@ reserve(env *e, const char *user, const char *role, const char *ticket,
 {
 	const char *const *c;
 	pg_ledger_facts f;
+	pg_ledger *rl;
 	void *hold = NULL;
 	size_t n;
 	pg_err rc;
 	int want;
 
 	c = conflicts_of(role, &n);
-	rc = pg_ledger_facts_get(e->l, user, role, ticket, c, n, now, &f,
+	rl = reader_open(e);
+	rc = pg_ledger_facts_get(rl, user, role, ticket, c, n, now, &f,
 				 &hold, err, errlen);
 	if (rc != PG_OK)
 		fail_msg("facts_get: %s: %s", pg_err_name(rc), err);
 	want = predict(&f, user, role, max_uses);
 	pg_ledger_facts_free(hold);
+	reader_close(e, rl);
 
 	*rule = -1;
 	rc = pg_ledger_reserve(e->l, user, role, ticket, c, n, max_uses, now,
@@ -321,6 +423,17 @@ static const struct sequence sequences[] = {
 		LST("alice", ADMIN, 0),
 		LST("bob", PM, 0),
 		ENDS } },
+	{ "what lapsed is gone, also when time goes back", WINDOW, {
+		ISS("alice", PM, "T1", T0, 0, OK, -1),
+		/* a write long after: alice's issuance and binding lapse */
+		ISS("bob", AUDITOR, "T9", T0 + PG_LEDGER_TICKET_KEEP + 5, 0,
+		    OK, -1),
+		/* then a clock set back: they are not there any more */
+		ISS("carol", PM, "T1", T0 + 2, 0, OK, -1),
+		FCT("dave", PM, "T1", T0 + 3, NULL, "carol/" PM, 1),
+		FCT("alice", ADMIN, "T5", T0 + 3, NULL, NULL, 0),
+		LST("alice", PM, T0),
+		ENDS } },
 	{ "facts name the latest conflict", WINDOW, {
 		ISS("alice", PM, "T1", T0, 0, OK, -1),
 		ISS("alice", PM, "T2", T0 + 4, 0, OK, -1),
@@ -335,14 +448,17 @@ check_facts(env *e, const struct step *s, const struct step *s2,
 {
 	const char *const *c;
 	pg_ledger_facts f;
+	pg_ledger *rl;
 	void *hold = NULL;
 	char err[512] = "", bound[256] = "";
 	size_t n;
 	pg_err rc;
 
 	c = conflicts_of(s->role, &n);
-	rc = pg_ledger_facts_get(e->l, s->user, s->role, s->ticket, c, n,
+	rl = reader_open(e);
+	rc = pg_ledger_facts_get(rl, s->user, s->role, s->ticket, c, n,
 				 s->now, &f, &hold, err, sizeof(err));
+	reader_close(e, rl);
 	if (rc != PG_OK)
 		fail_msg("%s step %zu: facts: %s", name, k, err);
 	if (f.bound_user != NULL)
@@ -359,10 +475,17 @@ check_facts(env *e, const struct step *s, const struct step *s2,
 	pg_ledger_facts_free(hold);
 }
 
+/* How a sequence is run: one handle; one handle writing and a new handle
+ * for every read (the state replayed from the files each time); two
+ * handles taking turns, as two processes (each applies the other's
+ * operations from the journal). */
+enum seq_mode { SEQ_ONE, SEQ_FRESH_READS, SEQ_TWO_HANDLES, SEQ_MODES };
+
 static void
-run_sequence(const struct sequence *q)
+run_sequence(const struct sequence *q, enum seq_mode mode)
 {
 	pg_reservation *slots[4] = { NULL };
+	pg_ledger *owner[4] = { NULL }, *h[2], *rl;
 	pg_reservation *res;
 	char err[512];
 	int64_t when;
@@ -372,10 +495,16 @@ run_sequence(const struct sequence *q)
 	int rule;
 
 	env_open(&e, q->window);
+	e.fresh_reads = mode == SEQ_FRESH_READS;
+	h[0] = h[1] = e.l;
+	if (mode == SEQ_TWO_HANDLES &&
+	    pg_ledger_open(&e.cfg, &h[1], err, sizeof(err)) != PG_OK)
+		fail_msg("pg_ledger_open: %s", err);
 	for (k = 0; q->steps[k].op != END; k++) {
 		const struct step *s = &q->steps[k];
 
 		err[0] = '\0';
+		e.l = h[k % 2];
 		switch (s->op) {
 		case ISSUE:
 		case HOLD:
@@ -394,6 +523,7 @@ run_sequence(const struct sequence *q)
 				break;
 			if (s->op == HOLD) {
 				slots[s->slot] = res;
+				owner[s->slot] = e.l;
 				break;
 			}
 			rc = pg_ledger_commit(e.l, res, s->now + 3600,
@@ -403,7 +533,8 @@ run_sequence(const struct sequence *q)
 					 err);
 			break;
 		case COMMIT:
-			rc = pg_ledger_commit(e.l, slots[s->slot], T0 + 3600,
+			rc = pg_ledger_commit(owner[s->slot], slots[s->slot],
+					      T0 + 3600,
 					      NULL, err, sizeof(err));
 			slots[s->slot] = NULL;
 			if (rc != s->want)
@@ -411,16 +542,18 @@ run_sequence(const struct sequence *q)
 					 k, pg_err_name(rc), err);
 			break;
 		case RELEASE:
-			rc = pg_ledger_release(e.l, slots[s->slot], err,
-					       sizeof(err));
+			rc = pg_ledger_release(owner[s->slot], slots[s->slot],
+					       err, sizeof(err));
 			slots[s->slot] = NULL;
 			if (rc != PG_OK)
 				fail_msg("%s step %zu: release: %s", q->name, k,
 					 err);
 			break;
 		case LAST:
-			rc = pg_ledger_last_issuance(e.l, s->user, s->role,
+			rl = reader_open(&e);
+			rc = pg_ledger_last_issuance(rl, s->user, s->role,
 						     &when, err, sizeof(err));
+			reader_close(&e, rl);
 			if (rc != PG_OK || when != s->when)
 				fail_msg("%s step %zu: last %s %lld, want %lld",
 					 q->name, k, pg_err_name(rc),
@@ -436,6 +569,9 @@ run_sequence(const struct sequence *q)
 	}
 	for (k = 0; k < 4; k++)
 		assert_null(slots[k]);
+	e.l = h[0];
+	if (h[1] != h[0])
+		pg_ledger_close(h[1]);
 	env_close(&e);
 }
 
@@ -443,10 +579,12 @@ static void
 test_sequences(void **state)
 {
 	size_t i;
+	int mode;
 
 	(void)state;
-	for (i = 0; i < sizeof(sequences) / sizeof(sequences[0]); i++)
-		run_sequence(&sequences[i]);
+	for (mode = 0; mode < SEQ_MODES; mode++)
+		for (i = 0; i < sizeof(sequences) / sizeof(sequences[0]); i++)
+			run_sequence(&sequences[i], (enum seq_mode)mode);
 }
 
 /* ---- state survives: two handles (as two processes) share the directory -- */
@@ -479,22 +617,43 @@ test_two_handles(void **state)
 
 /* ---- dead and foreign owners ------------------------------------------------ */
 
-/* Rewrite the only reservation in the ledger: KEY = VALUE. */
+/* Rewrite the only reservation in the ledger (its reserve line in the
+ * journal): KEY = VALUE. */
 static void
 edit_reservation(env *e, const char *key, json_t *value)
 {
-	char path[256];
+	char path[256], *text, *line, *end, *dump, *out;
 	json_error_t je;
-	json_t *root, *r;
+	json_t *op, *r;
+	size_t len, n = 0;
 
-	path_in(e, "ledger.json", path, sizeof(path));
-	root = json_load_file(path, 0, &je);
-	assert_non_null(root);
-	r = json_array_get(json_object_get(root, "reservations"), 0);
+	path_in(e, "ledger.journal", path, sizeof(path));
+	text = slurp(path, &len);
+	line = strstr(text, "\n{\"reserve\":");
+	assert_non_null(line);
+	line++;
+	end = strchr(line, '\n');
+	assert_non_null(end);
+	op = json_loadb(line, (size_t)(end - line), 0, &je);
+	assert_non_null(op);
+	r = json_object_get(op, "reserve");
 	assert_non_null(r);
 	assert_int_equal(json_object_set_new(r, key, value), 0);
-	assert_int_equal(json_dump_file(root, path, JSON_COMPACT), 0);
-	json_decref(root);
+	dump = json_dumps(op, JSON_COMPACT);
+	assert_non_null(dump);
+	out = malloc(len + strlen(dump) + 1);
+	assert_non_null(out);
+	memcpy(out, text, (size_t)(line - text));
+	n = (size_t)(line - text);
+	memcpy(out + n, dump, strlen(dump));
+	n += strlen(dump);
+	memcpy(out + n, end, len - (size_t)(end - text));
+	n += len - (size_t)(end - text);
+	replace_with(path, out, n);
+	free(out);
+	free(dump);
+	json_decref(op);
+	free(text);
 }
 
 static pid_t
@@ -876,7 +1035,7 @@ issue_with(pg_ledger *l, const char *user, const char *role,
 static void
 test_cache(void **state)
 {
-	char path[256], link[256], tmp[256], err[512];
+	char path[256], jpath[256], link[256], tmp[256], err[512];
 	struct timespec times[2];
 	pg_ledger *other;
 	size_t len;
@@ -887,6 +1046,7 @@ test_cache(void **state)
 	(void)state;
 	env_open(&e, WINDOW);
 	path_in(&e, "ledger.json", path, sizeof(path));
+	path_in(&e, "ledger.journal", jpath, sizeof(jpath));
 	assert_int_equal(pg_ledger_open(&e.cfg, &other, err, sizeof(err)),
 			 PG_OK);
 
@@ -895,19 +1055,18 @@ test_cache(void **state)
 	assert_null(bob_conflict(e.l, T0 + 1, &rc, err, sizeof(err)));
 	assert_int_equal(rc, PG_OK);
 
-	/* another writer replaces the file: seen at once */
+	/* another writer appends to the journal: seen at once */
 	issue_with(other, "bob", PM, "T2", T0 + 1);
 	assert_string_equal(bob_conflict(e.l, T0 + 2, &rc, err, sizeof(err)),
 			    PM);
 
-	/* an edit in place with the same size (bob -> bxb) and an older
-	 * mtime: seen */
-	text = slurp(path, &len);
-	p = strstr(text, "\"user\":\"bob\"");
-	assert_non_null(p);
-	p[9] = 'x';
+	/* an edit in place of the journal with the same size (bob -> bxb,
+	 * in his reserve and commit lines) and an older mtime: seen */
+	text = slurp(jpath, &len);
+	for (p = text; (p = strstr(p, "\"user\":\"bob\"")) != NULL; p++)
+		p[9] = 'x';
 	{
-		int fd = open(path, O_WRONLY | O_CLOEXEC);
+		int fd = open(jpath, O_WRONLY | O_CLOEXEC);
 
 		assert_true(fd >= 0);
 		assert_int_equal(pwrite(fd, text, len, 0), (ssize_t)len);
@@ -916,17 +1075,29 @@ test_cache(void **state)
 	free(text);
 	times[0].tv_sec = times[1].tv_sec = T0;
 	times[0].tv_nsec = times[1].tv_nsec = 0;
-	assert_int_equal(utimensat(AT_FDCWD, path, times, 0), 0);
+	assert_int_equal(utimensat(AT_FDCWD, jpath, times, 0), 0);
 	assert_null(bob_conflict(e.l, T0 + 2, &rc, err, sizeof(err)));
 	assert_int_equal(rc, PG_OK);
 
-	/* made group-writable: refused, not served from the cache */
+	/* made group-writable: refused, not served from the cache; the
+	 * snapshot and the journal alike */
+	assert_int_equal(chmod(jpath, 0620), 0);
+	(void)bob_conflict(e.l, T0 + 2, &rc, err, sizeof(err));
+	assert_int_equal(rc, PG_ECONFIG);
+	assert_int_equal(chmod(jpath, 0600), 0);
+	assert_null(bob_conflict(e.l, T0 + 2, &rc, err, sizeof(err)));
+	assert_int_equal(rc, PG_OK);
 	assert_int_equal(chmod(path, 0620), 0);
 	(void)bob_conflict(e.l, T0 + 2, &rc, err, sizeof(err));
 	assert_int_equal(rc, PG_ECONFIG);
 	assert_int_equal(chmod(path, 0600), 0);
 	assert_null(bob_conflict(e.l, T0 + 2, &rc, err, sizeof(err)));
 	assert_int_equal(rc, PG_OK);
+
+	/* the journal grows by another writer's operations: seen */
+	issue_with(other, "bob", PM, "T3", T0 + 2);
+	assert_string_equal(bob_conflict(e.l, T0 + 3, &rc, err, sizeof(err)),
+			    PM);
 
 	/* replaced by a damaged file: refused */
 	path_in(&e, "damaged", tmp, sizeof(tmp));
@@ -1215,58 +1386,101 @@ test_etcd_open(void **state)
 	pg_http_global_cleanup();
 }
 
-/* A write leaves one 0600 file, no temp file; a leftover temp file from a
- * crashed writer does not get in the way. */
+/*
+ * The first write leaves an empty snapshot and a journal (both 0600, no
+ * temp file; leftover temp files of a crashed writer do not get in the
+ * way): a header naming the snapshot's SHA-256, then one line per
+ * operation, as ledger.h describes them.
+ */
 static void
 test_write(void **state)
 {
 	pg_reservation *res;
-	char path[256], tmp[256], err[512];
+	char path[256], jpath[256], tmp[256], jtmp[256], err[512];
+	char *text, *line, *nl;
 	struct stat st;
 	json_error_t je;
-	json_t *root;
+	json_t *root, *op;
+	size_t len, k;
 	int rule;
 	env e;
 
 	(void)state;
 	env_open(&e, WINDOW);
 	path_in(&e, "ledger.json.tmp", tmp, sizeof(tmp));
+	path_in(&e, "ledger.journal.tmp", jtmp, sizeof(jtmp));
 	write_file(tmp, "half a ledg", 11, 0600);
+	write_file(jtmp, "{\"snap", 6, 0600);
 	assert_int_equal(reserve(&e, "alice", PM, "T1", 0, T0, &res, &rule,
 				 err, sizeof(err)), PG_OK);
 	assert_int_equal(pg_ledger_commit(e.l, res, T0 + 900, "AKIDEXAMPLE",
 					  err, sizeof(err)), PG_OK);
 	assert_int_equal(lstat(tmp, &st), -1);
+	assert_int_equal(lstat(jtmp, &st), -1);
 	path_in(&e, "ledger.json", path, sizeof(path));
+	path_in(&e, "ledger.journal", jpath, sizeof(jpath));
 	assert_int_equal(lstat(path, &st), 0);
 	assert_true(S_ISREG(st.st_mode));
 	assert_int_equal(st.st_mode & 0077, 0);
+	assert_int_equal(lstat(jpath, &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	assert_int_equal(st.st_mode & 0077, 0);
 
+	/* the snapshot: the empty state, version 1 */
 	root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
 	assert_non_null(root);
 	assert_int_equal(json_integer_value(json_object_get(root, "version")),
 			 1);
-	assert_int_equal(json_array_size(json_object_get(root, "issued")), 1);
-	assert_string_equal(json_string_value(json_object_get(json_array_get(
-		json_object_get(root, "issued"), 0), "access_key_id")),
-		"AKIDEXAMPLE");
-	assert_int_equal(json_array_size(json_object_get(root,
-							 "reservations")), 0);
+	assert_int_equal(json_array_size(json_object_get(root, "issued")), 0);
 	json_decref(root);
 
-	/* expired records are dropped on the next write */
-	assert_int_equal(reserve(&e, "bob", AUDITOR, "T9", 0,
-				 T0 + PG_LEDGER_LAST_KEEP, &res, &rule, err,
-				 sizeof(err)), PG_OK);
+	/* the journal: header, reserve, commit */
+	assert_header_names_snapshot(&e);
+	assert_int_equal(count_lines(jpath), 3);
+	text = slurp(jpath, &len);
+	line = strchr(text, '\n') + 1;
+	for (k = 0; k < 2; k++) {
+		nl = strchr(line, '\n');
+		assert_non_null(nl);
+		op = json_loadb(line, (size_t)(nl - line),
+				JSON_REJECT_DUPLICATES, &je);
+		assert_non_null(op);
+		assert_int_equal(json_object_size(op), 1);
+		if (k == 0) {
+			json_t *r = json_object_get(op, "reserve");
+
+			assert_non_null(r);
+			assert_string_equal(json_string_value(json_object_get(
+				r, "user")), "alice");
+			assert_int_equal(json_integer_value(json_object_get(
+				r, "ts")), T0);
+			assert_int_equal(json_integer_value(json_object_get(
+				r, "pid")), getpid());
+			assert_int_equal(json_object_size(r), 10);
+		} else {
+			json_t *c = json_object_get(op, "commit");
+
+			assert_non_null(c);
+			assert_string_equal(json_string_value(json_object_get(
+				c, "access_key_id")), "AKIDEXAMPLE");
+			assert_int_equal(json_integer_value(json_object_get(
+				c, "expiration")), T0 + 900);
+			assert_int_equal(json_object_size(c), 7);
+		}
+		json_decref(op);
+		line = nl + 1;
+	}
+	assert_int_equal(line - text, (ptrdiff_t)len);
+	free(text);
+
+	/* a release is one more line; a denied reserve none */
+	assert_int_equal(reserve(&e, "bob", AUDITOR, "T9", 0, T0 + 1, &res,
+				 &rule, err, sizeof(err)), PG_OK);
 	assert_int_equal(pg_ledger_release(e.l, res, err, sizeof(err)), PG_OK);
-	root = json_load_file(path, 0, &je);
-	assert_non_null(root);
-	assert_int_equal(json_array_size(json_object_get(root, "issued")), 0);
-	assert_int_equal(json_object_size(json_object_get(root, "tickets")), 0);
-	assert_int_equal(json_array_size(json_object_get(root, "last")), 0);
-	assert_int_equal(json_array_size(json_object_get(root,
-							 "reservations")), 0);
-	json_decref(root);
+	assert_int_equal(count_lines(jpath), 5);
+	assert_int_equal(reserve(&e, "alice", ADMIN, "T2", 0, T0 + 2, &res,
+				 &rule, err, sizeof(err)), PG_DENIED);
+	assert_int_equal(count_lines(jpath), 5);
 	env_close(&e);
 }
 
@@ -1355,6 +1569,625 @@ test_values(void **state)
 	env_close(&e);
 }
 
+/* ---- the journal ------------------------------------------------------------ */
+
+/* USER's R6 facts asking ADMIN and the facts of TICKET, through L at NOW,
+ * as one comparable string (or the error's name). */
+static void
+facts_line(pg_ledger *l, const char *user, const char *ticket, int64_t now,
+	   char *out, size_t outlen)
+{
+	pg_ledger_facts f;
+	void *hold = NULL;
+	char err[512] = "";
+	pg_err rc;
+
+	rc = pg_ledger_facts_get(l, user, ADMIN, ticket, admin_conflicts, 1,
+				 now, &f, &hold, err, sizeof(err));
+	if (rc != PG_OK)
+		snprintf(out, outlen, "error %s", pg_err_name(rc));
+	else
+		snprintf(out, outlen, "%s@%lld %s/%s %d",
+			 f.conflict_role ? f.conflict_role : "-",
+			 (long long)f.conflict_ts,
+			 f.bound_user ? f.bound_user : "-",
+			 f.bound_role ? f.bound_role : "-", f.uses);
+	pg_ledger_facts_free(hold);
+}
+
+/*
+ * A last line without its newline is being written (or was left by a
+ * writer that crashed): readers ignore it and leave it; the next writer
+ * cuts it off before appending.  Even a whole operation without its
+ * newline never counts (it was never synced, so never acknowledged).
+ */
+static void
+test_journal_torn_tail(void **state)
+{
+	static const char *const torn[] = {
+		"{\"commit\":{\"id\":\"0123",
+		"{\"reserve\":{\"boot_id\":\"\",\"expires\":9999999999,"
+		"\"id\":\"feedfeedfeedfeedfeedfeedfeedfeed\",\"pid\":1,"
+		"\"pidns\":0,\"role\":\"" PM "\",\"start\":0,\"ticket\":\"TM\","
+		"\"ts\":1700000001,\"user\":\"mallory\"}}",
+		"garbage without end",
+	};
+	pg_reservation *res;
+	pg_ledger *other;
+	char jpath[256], err[512], line[256];
+	size_t i, len, len2;
+	char *before, *after;
+	int rule;
+	env e;
+
+	(void)state;
+	for (i = 0; i < sizeof(torn) / sizeof(torn[0]); i++) {
+		env_open(&e, WINDOW);
+		path_in(&e, "ledger.journal", jpath, sizeof(jpath));
+		assert_int_equal(pg_ledger_open(&e.cfg, &other, err,
+						sizeof(err)), PG_OK);
+		issue_with(e.l, "alice", PM, "T1", T0);
+		facts_line(other, "mallory", "TM", T0 + 1, line, sizeof(line));
+		assert_string_equal(line, "-@0 -/- 0");
+		append_bytes(jpath, torn[i], strlen(torn[i]));
+		before = slurp(jpath, &len);
+
+		/* readers: ignored, the file left as it is */
+		facts_line(other, "mallory", "TM", T0 + 1, line, sizeof(line));
+		assert_string_equal(line, "-@0 -/- 0");
+		facts_line(e.l, "alice", "T1", T0 + 1, line, sizeof(line));
+		assert_string_equal(line, PM "@1700000000 alice/" PM " 1");
+		after = slurp(jpath, &len2);
+		assert_true(len == len2 && memcmp(before, after, len) == 0);
+		free(after);
+
+		/* a writer: cut off, then its own line appended */
+		assert_int_equal(reserve(&e, "bob", PM, "T2", 0, T0 + 2, &res,
+					 &rule, err, sizeof(err)), PG_OK);
+		after = slurp(jpath, &len2);
+		assert_true(len2 > len - strlen(torn[i]));
+		assert_memory_equal(after, before, len - strlen(torn[i]));
+		assert_memory_equal(after + len - strlen(torn[i]),
+				    "{\"reserve\":", 11);
+		assert_int_equal(after[len2 - 1], '\n');
+		free(after);
+		free(before);
+		assert_int_equal(pg_ledger_commit(e.l, res, T0 + 900, NULL, err,
+						  sizeof(err)), PG_OK);
+		/* the other handle, which had seen the torn line, reads on */
+		facts_line(other, "bob", "T2", T0 + 3, line, sizeof(line));
+		assert_string_equal(line, PM "@1700000002 bob/" PM " 1");
+		facts_line(other, "mallory", "TM", T0 + 3, line, sizeof(line));
+		assert_string_equal(line, "-@0 -/- 0");
+		pg_ledger_close(other);
+		env_close(&e);
+	}
+}
+
+#define RES_OP(extra) "{\"reserve\":{\"boot_id\":\"\",\"expires\":2," \
+	"\"id\":\"ab\",\"pid\":1,\"pidns\":0,\"role\":\"r\",\"start\":0," \
+	"\"ticket\":\"t\",\"ts\":1,\"user\":\"u\"" extra "}}"
+#define COMMIT_OP(id, ts) "{\"commit\":{\"access_key_id\":\"\"," \
+	"\"expiration\":2,\"id\":" id ",\"role\":\"r\",\"ticket\":\"t\"," \
+	"\"ts\":" ts ",\"user\":\"u\"}}"
+
+/* Complete lines that are not operations: the ledger is damaged. */
+static const struct corrupt_case journal_cases[] = {
+	{ "garbage", "this is not json", 0 },
+	{ "an empty line", "", 0 },
+	{ "binary", "\x01\x02\xff", 3 },
+	{ "a NUL byte", "{\"release\":{\"id\":\"a\x00\"}}", 24 },
+	{ "trailing garbage", "{\"release\":{\"id\":\"ab\"}} x", 0 },
+	{ "not an object", "[\"release\",\"ab\"]", 0 },
+	{ "no operation", "{}", 0 },
+	{ "two operations", "{\"release\":{\"id\":\"ab\"},"
+	  "\"release\":{\"id\":\"cd\"}}", 0 },
+	{ "two kinds of operation", "{\"release\":{\"id\":\"ab\"},"
+	  "\"commit\":{\"id\":\"cd\"}}", 0 },
+	{ "unknown operation", "{\"delete\":{\"id\":\"ab\"}}", 0 },
+	{ "a header again", "{\"snapshot\":\"0000000000000000000000000000000"
+	  "000000000000000000000000000000000\"}", 0 },
+	{ "release without id", "{\"release\":{}}", 0 },
+	{ "release with extra key", "{\"release\":{\"id\":\"ab\",\"x\":1}}",
+	  0 },
+	{ "release id a number", "{\"release\":{\"id\":7}}", 0 },
+	{ "release id empty", "{\"release\":{\"id\":\"\"}}", 0 },
+	{ "release id too long", "{\"release\":{\"id\":\"0123456789abcdef"
+	  "0123456789abcdef0\"}}", 0 },
+	{ "duplicate key", "{\"release\":{\"id\":\"ab\",\"id\":\"ab\"}}", 0 },
+	{ "reservation with extra key", RES_OP(",\"x\":1"), 0 },
+	{ "reservation with pid 0", "{\"reserve\":{\"boot_id\":\"\","
+	  "\"expires\":2,\"id\":\"ab\",\"pid\":0,\"pidns\":0,\"role\":\"r\","
+	  "\"start\":0,\"ticket\":\"t\",\"ts\":1,\"user\":\"u\"}}", 0 },
+	{ "reservation without ticket", "{\"reserve\":{\"boot_id\":\"\","
+	  "\"expires\":2,\"id\":\"ab\",\"pid\":1,\"pidns\":0,\"role\":\"r\","
+	  "\"start\":0,\"ts\":1,\"user\":\"u\"}}", 0 },
+	{ "reservation not an object", "{\"reserve\":[1]}", 0 },
+	{ "commit with negative ts", COMMIT_OP("\"ab\"", "-1"), 0 },
+	{ "commit with ts as string", COMMIT_OP("\"ab\"", "\"1\""), 0 },
+	{ "commit with ts as real", COMMIT_OP("\"ab\"", "1.5"), 0 },
+	{ "commit with id null", COMMIT_OP("null", "1"), 0 },
+	{ "commit without user", "{\"commit\":{\"access_key_id\":\"\","
+	  "\"expiration\":2,\"id\":\"ab\",\"role\":\"r\",\"ticket\":\"t\","
+	  "\"ts\":1}}", 0 },
+	{ "commit with empty role", "{\"commit\":{\"access_key_id\":\"\","
+	  "\"expiration\":2,\"id\":\"ab\",\"role\":\"\",\"ticket\":\"t\","
+	  "\"ts\":1,\"user\":\"u\"}}", 0 },
+};
+
+/* Journals whose header line is not one: damaged. */
+static const struct corrupt_case header_cases[] = {
+	{ "empty journal", "", 0 },
+	{ "header without newline", "{\"snapshot\":\"", 0 },
+	{ "header not json", "snapshot\n", 0 },
+	{ "header without the key", "{}\n", 0 },
+	{ "header with extra key", "{\"snapshot\":\"00000000000000000000000"
+	  "00000000000000000000000000000000000000000\",\"x\":1}\n", 0 },
+	{ "header hash short", "{\"snapshot\":\"abc\"}\n", 0 },
+	{ "header hash uppercase", "{\"snapshot\":\"ABCDEF0000000000000000000"
+	  "000000000000000000000000000000000000000\"}\n", 0 },
+	{ "header hash a number", "{\"snapshot\":7}\n", 0 },
+	{ "an operation first", "{\"release\":{\"id\":\"ab\"}}\n", 0 },
+};
+
+/* Every operation refuses with PG_EPROTO; neither file is changed. */
+static void
+assert_refused_unchanged(env *e, const char *what)
+{
+	char path[256], jpath[256], err[512];
+	char *snap, *jour, *snap2, *jour2;
+	size_t slen, jlen, slen2, jlen2;
+	pg_reservation *res;
+	pg_ledger *fresh;
+	pg_ledger_facts f;
+	int64_t when;
+	void *hold;
+	pg_err rc;
+	int rule;
+
+	path_in(e, "ledger.json", path, sizeof(path));
+	path_in(e, "ledger.journal", jpath, sizeof(jpath));
+	snap = slurp(path, &slen);
+	jour = slurp(jpath, &jlen);
+	assert_int_equal(pg_ledger_open(&e->cfg, &fresh, err, sizeof(err)),
+			 PG_OK);
+	err[0] = '\0';
+	rc = pg_ledger_facts_get(e->l, "alice", PM, "T1", pm_conflicts, 1, T0,
+				 &f, &hold, err, sizeof(err));
+	if (rc != PG_EPROTO || strstr(err, "ledger.journal is damaged") == NULL)
+		fail_msg("%s: facts %s: %s", what, pg_err_name(rc), err);
+	assert_null(hold);
+	rc = pg_ledger_facts_get(fresh, "alice", PM, "T1", pm_conflicts, 1, T0,
+				 &f, &hold, err, sizeof(err));
+	if (rc != PG_EPROTO)
+		fail_msg("%s: facts (new handle) %s", what, pg_err_name(rc));
+	res = (pg_reservation *)1;
+	rc = pg_ledger_reserve(e->l, "alice", PM, "T1", pm_conflicts, 1, 0, T0,
+			       &res, &rule, err, sizeof(err));
+	if (rc != PG_EPROTO || rule != PG_R9 || res != NULL)
+		fail_msg("%s: reserve %s", what, pg_err_name(rc));
+	assert_int_equal(pg_ledger_last_issuance(fresh, "alice", PM, &when,
+						 err, sizeof(err)), PG_EPROTO);
+	pg_ledger_close(fresh);
+	snap2 = slurp(path, &slen2);
+	jour2 = slurp(jpath, &jlen2);
+	if (slen != slen2 || memcmp(snap, snap2, slen) != 0 || jlen != jlen2 ||
+	    memcmp(jour, jour2, jlen) != 0)
+		fail_msg("%s: the damaged ledger was rewritten", what);
+	free(snap);
+	free(jour);
+	free(snap2);
+	free(jour2);
+}
+
+static void
+test_journal_corrupt(void **state)
+{
+	char jpath[256], line[300];
+	size_t i, len;
+	env e;
+
+	(void)state;
+	/* a damaged line after good ones, read by a handle that had read
+	 * the good ones (from where it stopped) and by a new one */
+	for (i = 0; i < sizeof(journal_cases) / sizeof(journal_cases[0]);
+	     i++) {
+		const struct corrupt_case *c = &journal_cases[i];
+
+		env_open(&e, WINDOW);
+		path_in(&e, "ledger.journal", jpath, sizeof(jpath));
+		issue_with(e.l, "alice", PM, "T1", T0);
+		facts_line(e.l, "alice", "T1", T0 + 1, line, sizeof(line));
+		len = c->len ? c->len : strlen(c->text);
+		append_bytes(jpath, c->text, len);
+		append_bytes(jpath, "\n", 1);
+		assert_refused_unchanged(&e, c->what);
+		env_close(&e);
+	}
+	/* a damaged header */
+	for (i = 0; i < sizeof(header_cases) / sizeof(header_cases[0]); i++) {
+		const struct corrupt_case *c = &header_cases[i];
+
+		env_open(&e, WINDOW);
+		path_in(&e, "ledger.journal", jpath, sizeof(jpath));
+		issue_with(e.l, "alice", PM, "T1", T0);
+		replace_with(jpath, c->text, strlen(c->text));
+		assert_refused_unchanged(&e, c->what);
+		env_close(&e);
+	}
+}
+
+/*
+ * A compaction that crashed between its two renames leaves the new
+ * snapshot with the old journal, whose header names the old snapshot:
+ * stale, ignored (its operations are in the new snapshot; applying them
+ * again would count them twice), and replaced by the next writer, who
+ * leaves the snapshot as it is.
+ */
+static void
+test_journal_stale(void **state)
+{
+	/* the state after alice's issuance below, as a compaction writes
+	 * it */
+	const char *const compacted = DOC("[{\"access_key_id\":\"AKID\","
+		"\"expiration\":1700000900,\"role\":\"" PM "\",\"ticket\":"
+		"\"T1\",\"ts\":1700000000,\"user\":\"alice\"}]",
+		"{\"T1\":{\"first\":1700000000,\"last\":1700000000,\"role\":"
+		"\"" PM "\",\"uses\":1,\"user\":\"alice\"}}",
+		"[{\"role\":\"" PM "\",\"ts\":1700000000,\"user\":\"alice\"}]",
+		"[]") "\n";
+	pg_reservation *res;
+	pg_ledger *fresh;
+	char path[256], jpath[256], err[512], line[256], *snap, *after;
+	size_t len, len2;
+	int64_t when;
+	int rule;
+	env e;
+
+	(void)state;
+	env_open(&e, WINDOW);
+	path_in(&e, "ledger.json", path, sizeof(path));
+	path_in(&e, "ledger.journal", jpath, sizeof(jpath));
+	issue_with(e.l, "alice", PM, "T1", T0);
+	facts_line(e.l, "bob", "T1", T0 + 1, line, sizeof(line));
+	assert_string_equal(line, "-@0 alice/" PM " 1");
+
+	/* the crash: the new snapshot renamed, the journal not */
+	replace_with(path, compacted, strlen(compacted));
+	assert_int_equal(pg_ledger_open(&e.cfg, &fresh, err, sizeof(err)),
+			 PG_OK);
+	facts_line(fresh, "bob", "T1", T0 + 1, line, sizeof(line));
+	assert_string_equal(line, "-@0 alice/" PM " 1");	/* not 2 uses */
+	facts_line(e.l, "bob", "T1", T0 + 1, line, sizeof(line));
+	assert_string_equal(line, "-@0 alice/" PM " 1");
+	facts_line(fresh, "alice", "T9", T0 + 1, line, sizeof(line));
+	assert_string_equal(line, PM "@1700000000 -/- 0");
+	assert_int_equal(pg_ledger_last_issuance(fresh, "alice", PM, &when, err,
+						 sizeof(err)), PG_OK);
+	assert_int_equal(when, T0);
+	pg_ledger_close(fresh);
+
+	/* a snapshot that does not hold the journal's operations (written
+	 * by hand): the journal is stale all the same */
+	{
+		const char *const other = DOC("[]", "{}", "[]", "[]") "\n";
+
+		replace_with(path, other, strlen(other));
+		facts_line(e.l, "bob", "T1", T0 + 1, line, sizeof(line));
+		assert_string_equal(line, "-@0 -/- 0");
+		replace_with(path, compacted, strlen(compacted));
+	}
+
+	/* the next writer replaces the journal, keeps the snapshot */
+	snap = slurp(path, &len);
+	assert_int_equal(reserve(&e, "carol", AUDITOR, "T5", 0, T0 + 2, &res,
+				 &rule, err, sizeof(err)), PG_OK);
+	assert_int_equal(pg_ledger_release(e.l, res, err, sizeof(err)), PG_OK);
+	after = slurp(path, &len2);
+	assert_true(len == len2 && memcmp(snap, after, len) == 0);
+	free(snap);
+	free(after);
+	assert_header_names_snapshot(&e);
+	assert_int_equal(count_lines(jpath), 3);
+	facts_line(e.l, "bob", "T1", T0 + 3, line, sizeof(line));
+	assert_string_equal(line, "-@0 alice/" PM " 1");
+	env_close(&e);
+}
+
+#define CUSERS 48
+
+/* Facts of every user and ticket of test_compaction, and their last
+ * issuances, through L at NOW, into BUF. */
+static void
+all_facts(pg_ledger *l, int64_t now, char *buf, size_t len)
+{
+	char user[16], ticket[16], line[256], err[512];
+	size_t used = 0;
+	int64_t when;
+	int u, t;
+
+	buf[0] = '\0';
+	for (u = 0; u < CUSERS; u++) {
+		snprintf(user, sizeof(user), "u%d", u);
+		for (t = 0; t < CUSERS; t += 7) {
+			snprintf(ticket, sizeof(ticket), "T%d", t);
+			facts_line(l, user, ticket, now, line, sizeof(line));
+			used += (size_t)snprintf(buf + used, len - used,
+						 "%s %s: %s\n", user, ticket,
+						 line);
+			assert_true(used < len);
+		}
+		assert_int_equal(pg_ledger_last_issuance(l, user, PM, &when,
+							 err, sizeof(err)),
+				 PG_OK);
+		used += (size_t)snprintf(buf + used, len - used, "last %lld\n",
+					 (long long)when);
+		assert_true(used < len);
+	}
+}
+
+/*
+ * A writer that finds the journal over its bound compacts it first: the
+ * state, records that lapsed dropped, becomes the snapshot and the
+ * journal starts again with just its header.  Every fact is the same
+ * after as before, for the handle that compacted, one that had read the
+ * old journal, and a new one.
+ */
+static void
+test_compaction(void **state)
+{
+	static char before[64 * 1024], after[64 * 1024];
+	char path[256], jpath[256], err[512], user[16], ticket[16];
+	pg_reservation *res;
+	pg_ledger *other, *fresh;
+	struct stat st;
+	json_error_t je;
+	json_t *root, *e2;
+	off_t size = 0;
+	int64_t now = T0;
+	size_t ops = 0, i, k;
+	int rule;
+	env e;
+
+	(void)state;
+	env_open(&e, WINDOW);
+	path_in(&e, "ledger.json", path, sizeof(path));
+	path_in(&e, "ledger.journal", jpath, sizeof(jpath));
+	assert_int_equal(pg_ledger_open(&e.cfg, &other, err, sizeof(err)),
+			 PG_OK);
+	/* issuances (a reserve and a commit each) and released reservations
+	 * until the journal is over its bound; it only grows until then */
+	for (i = 0; ops < PG_LEDGER_JOURNAL_MAX_OPS &&
+		    size < (off_t)PG_LEDGER_JOURNAL_MAX_BYTES; i++, now++) {
+		snprintf(user, sizeof(user), "u%zu", i % CUSERS);
+		snprintf(ticket, sizeof(ticket), "T%zu", i % CUSERS);
+		assert_int_equal(pg_ledger_reserve(e.l, user, PM, ticket,
+						   pm_conflicts, 1, 0, now,
+						   &res, &rule, err,
+						   sizeof(err)), PG_OK);
+		if (i % 5 == 4) {
+			assert_int_equal(pg_ledger_release(e.l, res, err,
+							   sizeof(err)), PG_OK);
+		} else {
+			assert_int_equal(pg_ledger_commit(e.l, res, now + 900,
+							  "AKID", err,
+							  sizeof(err)), PG_OK);
+		}
+		ops += 2;
+		assert_int_equal(stat(jpath, &st), 0);
+		assert_true(st.st_size > size);
+		size = st.st_size;
+	}
+	assert_int_equal(count_lines(jpath), ops + 1);
+	all_facts(other, now, before, sizeof(before));
+
+	/* a denied reserve (R6: the user issued PM last): compacts first,
+	 * records nothing */
+	k = i - 1 - ((i - 1) % 5 == 4);		/* committed, not released */
+	snprintf(user, sizeof(user), "u%zu", k % CUSERS);
+	assert_int_equal(pg_ledger_reserve(e.l, user, ADMIN, "T0",
+					   admin_conflicts, 1, 0, now, &res,
+					   &rule, err, sizeof(err)),
+			 PG_DENIED);
+	assert_int_equal(rule, PG_R6);
+	assert_int_equal(count_lines(jpath), 1);
+	assert_header_names_snapshot(&e);
+
+	all_facts(e.l, now, after, sizeof(after));
+	assert_string_equal(before, after);
+	all_facts(other, now, after, sizeof(after));
+	assert_string_equal(before, after);
+	assert_int_equal(pg_ledger_open(&e.cfg, &fresh, err, sizeof(err)),
+			 PG_OK);
+	all_facts(fresh, now, after, sizeof(after));
+	assert_string_equal(before, after);
+	pg_ledger_close(fresh);
+
+	/* the snapshot holds only what still matters: issuances within the
+	 * window, a binding and a last entry per ticket and user */
+	root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+	assert_non_null(root);
+	json_array_foreach(json_object_get(root, "issued"), i, e2)
+		assert_true(json_integer_value(json_object_get(e2, "ts")) >
+			    now - 1 - WINDOW);	/* purged at the last write */
+	assert_true(json_array_size(json_object_get(root, "issued")) <=
+		    WINDOW);
+	assert_int_equal(json_array_size(json_object_get(root,
+							 "reservations")), 0);
+	assert_int_equal(json_object_size(json_object_get(root, "tickets")),
+			 CUSERS);
+	assert_int_equal(json_array_size(json_object_get(root, "last")),
+			 CUSERS);
+	json_decref(root);
+
+	/* and the ledger goes on, also through the handle that read the
+	 * journal before it was compacted */
+	issue_with(other, "newcomer", PM, "TN", now);
+	assert_int_equal(count_lines(jpath), 3);
+	facts_line(e.l, "newcomer", "TN", now + 1, after, sizeof(after));
+	snprintf(before, sizeof(before), PM "@%lld newcomer/" PM " 1",
+		 (long long)now);
+	assert_string_equal(after, before);
+	pg_ledger_close(other);
+	env_close(&e);
+}
+
+/* The journal is checked like the snapshot. */
+static void
+test_journal_bad_files(void **state)
+{
+	enum { J_SYMLINK, J_DIR, J_GROUP_WRITABLE, J_OTHER_WRITABLE,
+	       J_FOREIGN_OWNER, J_COUNT };
+	static const char *const names[J_COUNT] = {
+		"a symbolic link", "a directory", "group-writable",
+		"other-writable", "owned by another uid",
+	};
+	pg_reservation *res;
+	pg_ledger_facts f;
+	char jpath[256], target[256], err[512];
+	void *hold;
+	size_t len;
+	char *text;
+	pg_err rc;
+	int c, rule;
+	env e;
+
+	(void)state;
+	for (c = 0; c < J_COUNT; c++) {
+		if (c == J_FOREIGN_OWNER && geteuid() != 0)
+			continue;	/* only root can give a file away */
+		env_open(&e, WINDOW);
+		path_in(&e, "ledger.journal", jpath, sizeof(jpath));
+		issue_with(e.l, "alice", PM, "T1", T0);
+		text = slurp(jpath, &len);
+		switch (c) {
+		case J_SYMLINK:
+			snprintf(target, sizeof(target), "%s/j%d", tmpdir, c);
+			write_file(target, text, len, 0600);
+			assert_int_equal(unlink(jpath), 0);
+			assert_int_equal(symlink(target, jpath), 0);
+			break;
+		case J_DIR:
+			assert_int_equal(unlink(jpath), 0);
+			assert_int_equal(mkdir(jpath, 0700), 0);
+			break;
+		case J_GROUP_WRITABLE:
+			assert_int_equal(chmod(jpath, 0620), 0);
+			break;
+		case J_OTHER_WRITABLE:
+			assert_int_equal(chmod(jpath, 0602), 0);
+			break;
+		case J_FOREIGN_OWNER:
+			assert_int_equal(chown(jpath, 54321, 54321), 0);
+			break;
+		}
+		free(text);
+		rc = pg_ledger_facts_get(e.l, "alice", ADMIN, "T2",
+					 admin_conflicts, 1, T0 + 1, &f, &hold,
+					 err, sizeof(err));
+		if (rc == PG_OK)
+			pg_ledger_facts_free(hold);
+		if (rc != PG_ECONFIG && rc != PG_EUNAVAIL)
+			fail_msg("%s: facts %s", names[c], pg_err_name(rc));
+		rc = pg_ledger_reserve(e.l, "alice", ADMIN, "T2",
+				       admin_conflicts, 1, 0, T0 + 1, &res,
+				       &rule, err, sizeof(err));
+		if ((rc != PG_ECONFIG && rc != PG_EUNAVAIL) || rule != PG_R9)
+			fail_msg("%s: reserve %s", names[c], pg_err_name(rc));
+		env_close(&e);
+	}
+}
+
+/* ---- processes ------------------------------------------------------------------ */
+
+#define NPROCS 6
+#define PER_PROC 20
+
+/* A child: PER_PROC issuances of its own ticket, then one race for a
+ * shared ticket, each through its own handle (its own cached state). */
+static int
+child_main(env *e, int i)
+{
+	pg_reservation *res;
+	pg_ledger *l;
+	char user[16], ticket[16], err[512];
+	int k, rule, rc = 1;
+
+	if (pg_ledger_open(&e->cfg, &l, err, sizeof(err)) != PG_OK)
+		return 1;
+	snprintf(user, sizeof(user), "p%d", i);
+	snprintf(ticket, sizeof(ticket), "T%d", i);
+	for (k = 0; k < PER_PROC; k++) {
+		if (pg_ledger_reserve(l, user, AUDITOR, ticket, NULL, 0, 0,
+				      T0 + k, &res, &rule, err,
+				      sizeof(err)) != PG_OK ||
+		    pg_ledger_commit(l, res, T0 + 900, NULL, err,
+				     sizeof(err)) != PG_OK)
+			goto out;
+	}
+	switch (pg_ledger_reserve(l, user, PM, "SHARED", pm_conflicts, 1, 0,
+				  T0 + PER_PROC, &res, &rule, err,
+				  sizeof(err))) {
+	case PG_OK:
+		if (pg_ledger_commit(l, res, T0 + 900, NULL, err,
+				     sizeof(err)) != PG_OK)
+			goto out;
+		rc = 0;
+		break;
+	case PG_DENIED:
+		rc = rule == PG_R7 ? 2 : 1;
+		break;
+	default:
+		break;
+	}
+out:
+	pg_ledger_close(l);
+	return rc;
+}
+
+/* Several processes write at once: every operation of every one is in
+ * the journal, once, and one process gets the shared ticket. */
+static void
+test_processes(void **state)
+{
+	char line[256], ticket[16], want[128];
+	pid_t pids[NPROCS];
+	int i, status, won = 0;
+	env e;
+
+	(void)state;
+	env_open(&e, WINDOW);
+	for (i = 0; i < NPROCS; i++) {
+		pids[i] = fork();
+		assert_true(pids[i] >= 0);
+		if (pids[i] == 0)
+			_exit(child_main(&e, i));
+	}
+	for (i = 0; i < NPROCS; i++) {
+		assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+		assert_true(WIFEXITED(status));
+		if (WEXITSTATUS(status) == 0)
+			won++;
+		else
+			assert_int_equal(WEXITSTATUS(status), 2);
+	}
+	assert_int_equal(won, 1);
+	for (i = 0; i < NPROCS; i++) {
+		char user[16];
+
+		snprintf(user, sizeof(user), "p%d", i);
+		snprintf(ticket, sizeof(ticket), "T%d", i);
+		facts_line(e.l, user, ticket, T0 + PER_PROC, line,
+			   sizeof(line));
+		snprintf(want, sizeof(want), " %s/" AUDITOR " %d", user,
+			 PER_PROC);
+		if (strlen(line) < strlen(want) ||
+		    strcmp(line + strlen(line) - strlen(want), want) != 0)
+			fail_msg("%s: %s", user, line);
+	}
+	env_close(&e);
+}
+
 /* ---- setup ---------------------------------------------------------------------- */
 
 static int
@@ -1396,6 +2229,12 @@ main(void)
 		cmocka_unit_test(test_etcd_open),
 		cmocka_unit_test(test_write),
 		cmocka_unit_test(test_values),
+		cmocka_unit_test(test_journal_torn_tail),
+		cmocka_unit_test(test_journal_corrupt),
+		cmocka_unit_test(test_journal_stale),
+		cmocka_unit_test(test_compaction),
+		cmocka_unit_test(test_journal_bad_files),
+		cmocka_unit_test(test_processes),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
