@@ -469,7 +469,8 @@ check_ledger(const pg_ctx *ctx, json_t *checks, int *failed)
 	if (e != PG_OK) {
 		add_check(checks, "ledger", "fail", err, "the ledger directory "
 			  "and files must belong to the daemon's user, not be "
-			  "writable by group or others, and ledger.json must "
+			  "writable by group or others, and ledger.json and "
+			  "ledger.journal must "
 			  "be intact", failed);
 		return;
 	}

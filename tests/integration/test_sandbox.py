@@ -248,7 +248,8 @@ def test_secrets_are_not_on_the_command_line(w):
 
 # ---- files: no symlink is followed ------------------------------------------------
 
-@pytest.mark.parametrize("name", ["ledger.json", "ledger.lock"])
+@pytest.mark.parametrize("name", ["ledger.json", "ledger.journal",
+                                  "ledger.lock"])
 def test_ledger_symlink_is_not_followed(w, restore, name):
     r = issue(w)
     assert r.returncode == 0, r.stderr
