@@ -1129,6 +1129,7 @@ pg_dir_entry_free(pg_dir_entry *e)
 	if (e == NULL)
 		return;
 	free(e->dn);
+	free(e->name);
 	strv_free(e->memberof, e->n_memberof);
 	memset(e, 0, sizeof(*e));
 }
@@ -1157,6 +1158,27 @@ exact_attrs(const char *tmpl, char **attrs, size_t *n, char *err,
 		(*n)++;
 	}
 	return PG_OK;
+}
+
+/* *out = the first value of ATTR in ENT as a string (free()), NULL when
+ * it has none or the value holds a NUL byte. */
+static pg_err
+first_value(pg_dir *d, LDAPMessage *ent, const char *attr, char **out,
+	    char *err, size_t errlen)
+{
+	struct berval **bv = ldap_get_values_len(d->ld, ent, attr);
+	pg_err e = PG_OK;
+
+	*out = NULL;
+	if (bv != NULL && bv[0] != NULL &&
+	    memchr(bv[0]->bv_val, '\0', bv[0]->bv_len) == NULL &&
+	    (*out = strndup(bv[0]->bv_val, bv[0]->bv_len)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		e = PG_ENOMEM;
+	}
+	if (bv != NULL)
+		ldap_value_free_len(bv);
+	return e;
 }
 
 /* Does entry ENT hold USER, byte for byte, in one of ATTRS? */
@@ -1282,7 +1304,7 @@ pg_dir_find_user_entry(pg_dir *d, const char *user, pg_deadline dl,
 			goto out;
 		out->have_memberof = 1;
 	}
-	e = PG_OK;
+	e = first_value(d, ent, exact[0], &out->name, err, errlen);
 out:
 	if (e != PG_OK && out != NULL)
 		pg_dir_entry_free(out);
@@ -2388,7 +2410,7 @@ pg_dir_is_member(pg_dir *d, const char *user, const char *user_dn,
 		 const char *group_dn, pg_dir_path *path, pg_deadline dl,
 		 char *err, size_t errlen)
 {
-	pg_dir_entry ent = { (char *)user_dn, NULL, 0, 0 };
+	pg_dir_entry ent = { (char *)user_dn, NULL, 0, 0, NULL };
 	pg_dir_batch *b = NULL;
 	pg_err e, st = PG_EINTERNAL;
 

@@ -56,12 +56,18 @@ pg_err pg_dir_find_user(pg_dir *d, const char *user, pg_deadline dl,
 
 /* An entry as a decision needs it: its DN and, with group_membership =
  * memberOf, the entry's memberOf values read in the same search
- * (have_memberof = 1, also when it holds none). */
+ * (have_memberof = 1, also when it holds none).  For a user found by
+ * pg_dir_find_user_entry, name is the entry's own login name: the first
+ * value of the attribute of user_filter's first (ATTR=%u) assertion, as
+ * `pmpgate review` names members (NULL when the entry holds none).  It
+ * is the same whichever spelling or attribute found the entry, so the
+ * ledger keys a person by it. */
 typedef struct pg_dir_entry {
 	char *dn;
 	char **memberof;
 	size_t n_memberof;
 	int have_memberof;
+	char *name;
 } pg_dir_entry;
 
 /* Free what E holds and zero it; safe on a zeroed entry and on NULL. */

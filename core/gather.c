@@ -515,6 +515,7 @@ pg_gather(pg_dir *dir, pg_fetcher *fetch, pg_ledger *ledger,
 	f->audit_status = PG_OK;
 	f->ticket_status = PG_EINVAL;
 	f->ledger_error = g->ledger_err;
+	g->ledger_user = req->user;
 
 	role = pg_config_role(cfg, req->role);
 	if (role == NULL)
@@ -534,18 +535,22 @@ pg_gather(pg_dir *dir, pg_fetcher *fetch, pg_ledger *ledger,
 		}
 	}
 
+	gather_dir(dir, fetch, fetching, cfg, role, req, dl, g);
+
+	/* The ledger knows people by their entry's login name (the file
+	 * backend answers from memory: nothing to overlap). */
+	if (g->user_dn != NULL && g->user.name != NULL)
+		g->ledger_user = g->user.name;
 	if (ledger == NULL) {
 		f->ledger_status = PG_EUNAVAIL;
 		snprintf(g->ledger_err, sizeof(g->ledger_err), "not open");
 	} else {
-		f->ledger_status = pg_ledger_facts_get(ledger, req->user,
+		f->ledger_status = pg_ledger_facts_get(ledger, g->ledger_user,
 			req->role, req->ticket,
 			(const char *const *)role->conflicts.v,
 			role->conflicts.n, f->now, &f->ledger, &g->ledger_hold,
 			g->ledger_err, sizeof(g->ledger_err));
 	}
-
-	gather_dir(dir, fetch, fetching, cfg, role, req, dl, g);
 }
 
 void

@@ -30,6 +30,11 @@ typedef struct pg_gathered {
 	pg_ticket ticket;
 	pg_dir_entry user;	/* the user's entry */
 	const char *user_dn;	/* user.dn once found, else NULL */
+	/* Who the ledger and the credential cache know the user as: the
+	   entry's own login name (user.name) once found, else the name the
+	   request gave.  One person is one key, however the request spelled
+	   the name (user_filter may match several attributes). */
+	const char *ledger_user;
 	pg_dir_path path;	/* how the user reached the role's group */
 	pg_person approvers[PG_MAX_APPROVERS];
 	/* the entries of requested-for [0], requester [1] and approvers

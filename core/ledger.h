@@ -70,7 +70,9 @@
  *      max_uses > 0 and the uses (issuances recorded + live reservations)
  *      are >= max_uses.
  * Users, roles and tickets are compared byte for byte, stored as JSON
- * strings, never interpreted.  A user issued the SAME role again is not a
+ * strings, never interpreted (the daemon names a user by the login name
+ * of the user's directory entry, pg_gathered.ledger_user, so one person
+ * is one user here however a request spelled the name).  A user issued the SAME role again is not a
  * conflict.  The window is measured from issuance: it should be at least
  * the longest role max_duration, or a user could hold credentials of two
  * conflicting roles at once.

@@ -288,7 +288,8 @@ issue(pg_worker *w, const pg_ctx *ctx, const pg_request *req,
 
 	/* The atomic check-and-record for R6/R7: another request may have
 	 * been issued since the facts were read. */
-	e = pg_ledger_reserve(ctx->ledger, req->user, req->role, req->ticket,
+	e = pg_ledger_reserve(ctx->ledger, g->ledger_user, req->role,
+			      req->ticket,
 			      (const char *const *)role->conflicts.v,
 			      role->conflicts.n, role->max_uses,
 			      (int64_t)time(NULL), &resv, &rule, err,
@@ -332,7 +333,7 @@ issue(pg_worker *w, const pg_ctx *ctx, const pg_request *req,
 	 * they stay valid and end no later than R8 allows now (give or take
 	 * STS's clock); else STS. */
 	now = (int64_t)time(NULL);
-	if (pg_credcache_get(ctx->cache, req->user, req->role, req->ticket,
+	if (pg_credcache_get(ctx->cache, g->ledger_user, req->role, req->ticket,
 			     now, now + d->duration + PG_CREDCACHE_SKEW,
 			     &res.creds) == PG_OK) {
 		cached = 1;
@@ -398,7 +399,7 @@ commit:
 		goto out;
 	}
 	if (!cached)
-		(void)pg_credcache_put(ctx->cache, req->user, req->role,
+		(void)pg_credcache_put(ctx->cache, g->ledger_user, req->role,
 				       req->ticket, now, &res.creds);
 	pg_time_format(res.creds.expiration, expiration, sizeof(expiration));
 	ans = pg_proto_answer("allow", NULL, 0, d->reason, 0);
@@ -435,7 +436,7 @@ commit:
 out:
 	/* Refused or failed for this key: its cached credentials go. */
 	if (!handed_out)
-		(void)pg_credcache_drop(ctx->cache, req->user, req->role,
+		(void)pg_credcache_drop(ctx->cache, g->ledger_user, req->role,
 					req->ticket);
 	if (resv != NULL &&
 	    pg_ledger_release(ctx->ledger, resv, err, sizeof(err)) != PG_OK)
@@ -597,9 +598,13 @@ access_request(pg_worker *w, const pg_ctx *ctx, const pg_proto_req *pr,
 	pg_decide(cfg, req, &g.facts, &d);
 	pg_decision_rules(&d, rules, sizeof(rules));
 	/* A refusal for this key wipes the credentials cached for it. */
-	if (!d.allow && req->ticket != NULL)
-		(void)pg_credcache_drop(ctx->cache, req->user, req->role,
+	if (!d.allow && req->ticket != NULL) {
+		(void)pg_credcache_drop(ctx->cache, g.ledger_user, req->role,
 					req->ticket);
+		if (strcmp(g.ledger_user, req->user) != 0)
+			(void)pg_credcache_drop(ctx->cache, req->user,
+						req->role, req->ticket);
+	}
 	pg_log(d.allow ? LOG_NOTICE : LOG_WARNING, "%s user=%s uid=%u role=%s "
 	       "ticket=%s service=%s decision=%s rules=%s reason=%s",
 	       pg_op_name(pr->op), req->user, (unsigned)req->ctx.uid,

@@ -204,6 +204,53 @@ def test_conflicting_issuance_within_and_after_the_window(w):
         w.slapd.remove_member(worldmod.GROUPS[ADM], dn("carol"))
 
 
+def test_one_person_named_two_ways(w):
+    """With a user_filter that matches two attributes, root (the PAM
+    module) may name carol as "carol" or as "carol@example.com".  The
+    ledger knows the person, not the spelling: R6 and R7 see both."""
+    time.sleep(WINDOW + 1)  # nothing issued to carol before counts
+    w.configure(directory={"user_filter":
+                           "(&(objectClass=posixAccount)"
+                           "(|(uid=%u)(mail=%u)))"})
+    w.daemon.reload()
+    time.sleep(0.5)
+
+    def issue(user, role, ticket):
+        return w.daemon.request({"v": 1, "op": "issue", "user": user,
+                                 "role": role, "ticket": ticket})
+    try:
+        w.slapd.add_member(worldmod.GROUPS[PM], dn("carol"))
+        try:
+            t1 = new_id()
+            w.ticket(t1, requested_for="carol", requester="frank",
+                     approvers=["erin"])
+            ans = issue("carol@example.com", PM, t1)
+            assert ans["status"] == "allow", ans
+            # the same ticket by the other spelling: the same person (R7)
+            ans = issue("carol", PM, t1)
+            assert ans["status"] == "allow", ans
+        finally:
+            w.slapd.remove_member(worldmod.GROUPS[PM], dn("carol"))
+        w.slapd.add_member(worldmod.GROUPS[ADM], dn("carol"))
+        try:
+            t2 = new_id()
+            w.ticket(t2, role=ADM, requested_for="carol", requester="frank",
+                     approvers=["grace"])
+            for name in ("carol", "carol@example.com"):
+                ans = issue(name, ADM, t2)
+                assert ans["status"] == "deny", ans
+                assert "R6" in ans["rules"], ans
+                assert "issued conflicting role procurement-manager" in \
+                    ans["reason"], ans
+        finally:
+            w.slapd.remove_member(worldmod.GROUPS[ADM], dn("carol"))
+    finally:
+        w.configure()
+        w.daemon.reload()
+        time.sleep(0.5)
+    time.sleep(WINDOW + 1)
+
+
 # ---- R7 ticket binding ------------------------------------------------------
 
 def test_ticket_reused_by_a_second_user(w):

@@ -111,7 +111,7 @@ find(pg_dir *d, const char *user, pg_deadline dl, pg_dir_entry *ent)
 static pg_err
 cmd_entry(pg_dir *d, char **args, int n, pg_deadline dl)
 {
-	pg_dir_entry ent = { NULL, NULL, 0, 0 };
+	pg_dir_entry ent = { NULL, NULL, 0, 0, NULL };
 	size_t i;
 	pg_err e;
 
@@ -134,7 +134,7 @@ cmd_entry(pg_dir *d, char **args, int n, pg_deadline dl)
 static pg_err
 cmd_many(pg_dir *d, char **args, int n, pg_deadline dl)
 {
-	pg_dir_entry ent = { NULL, NULL, 0, 0 };
+	pg_dir_entry ent = { NULL, NULL, 0, 0, NULL };
 	pg_dir_path paths[MAX_ITEMS];
 	pg_err st[MAX_ITEMS];
 	pg_dir_batch *b = NULL;
@@ -197,7 +197,7 @@ out:
 static pg_err
 cmd_people(pg_dir *d, char **args, int n, pg_deadline dl)
 {
-	pg_dir_entry ent = { NULL, NULL, 0, 0 };
+	pg_dir_entry ent = { NULL, NULL, 0, 0, NULL };
 	pg_dir_entry people[MAX_ITEMS];
 	pg_dir_path paths[MAX_ITEMS];
 	pg_err st[MAX_ITEMS], pst[MAX_ITEMS], ast[MAX_ITEMS];

@@ -155,7 +155,7 @@ test_memberof_from_entry(void **state)
 		const struct mo_case *c = &mo_cases[i];
 		struct fx *f = fx_new(c->keys);
 		char *vals[3] = { NULL, NULL, NULL };
-		pg_dir_entry ent = { (char *)USER_DN, vals, 0, 1 };
+		pg_dir_entry ent = { (char *)USER_DN, vals, 0, 1, NULL };
 		const char *groups[1] = { c->group };
 		pg_dir_path path = { (char **)1, 7 };	/* must be reset */
 		pg_err res = PG_EINTERNAL;
@@ -191,7 +191,7 @@ test_failure_fails_every_answer(void **state)
 {
 	struct fx *f = fx_new("group_membership = memberOf");
 	char *vals[2] = { (char *)G1, (char *)G2 };
-	pg_dir_entry ent = { (char *)USER_DN, vals, 2, 1 };
+	pg_dir_entry ent = { (char *)USER_DN, vals, 2, 1, NULL };
 	/* G1 and G2 are answered from the entry; G3 needs the server */
 	const char *groups[3] = { G1, G3, G2 };
 	pg_dir_path paths[3];
@@ -226,7 +226,7 @@ static void
 test_failed_batch_stays_failed(void **state)
 {
 	struct fx *f = fx_new("");
-	pg_dir_entry ent = { (char *)USER_DN, NULL, 0, 0 };
+	pg_dir_entry ent = { (char *)USER_DN, NULL, 0, 0, NULL };
 	pg_dir_entry people[2];
 	const char *names[2] = { "erin", "frank" };
 	pg_err st[2], st1 = PG_OK, st2 = PG_OK;
@@ -266,7 +266,7 @@ static void
 test_deadline_passed(void **state)
 {
 	struct fx *f = fx_new("");
-	pg_dir_entry ent = { (char *)USER_DN, NULL, 0, 0 };
+	pg_dir_entry ent = { (char *)USER_DN, NULL, 0, 0, NULL };
 	const char *groups[2] = { G1, G2 };
 	pg_err res[2];
 	char err[512];
@@ -350,7 +350,7 @@ test_bad_arguments(void **state)
 	for (i = 0; i < sizeof(arg_cases) / sizeof(arg_cases[0]); i++) {
 		const struct arg_case *c = &arg_cases[i];
 		struct fx *f = fx_new(c->keys);
-		pg_dir_entry ent = { (char *)c->user_dn, NULL, 0, 0 };
+		pg_dir_entry ent = { (char *)c->user_dn, NULL, 0, 0, NULL };
 		const char *groups[2] = { G2, c->group };
 		pg_dir_path paths[2];
 		pg_err res[2];
@@ -399,7 +399,7 @@ test_null_handles(void **state)
 static void
 test_entry_free(void **state)
 {
-	pg_dir_entry e = { NULL, NULL, 0, 0 };
+	pg_dir_entry e = { NULL, NULL, 0, 0, NULL };
 
 	(void)state;
 	pg_dir_entry_free(&e);			/* zeroed: fine */
