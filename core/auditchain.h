@@ -177,6 +177,11 @@ pg_err pg_auditchain_sign(const pg_auditkey *key, const char *hash,
 int pg_auditchain_sig_ok(const pg_auditkey *key, const char *hash,
 			 const char *sig);
 
+/* 1 if SIG is a well-formed signature field: exactly 88 characters, the
+ * canonical standard base64 (with "==") of 64 bytes, which RAW receives;
+ * 0 otherwise (RAW untouched).  Says nothing about who signed. */
+int pg_auditchain_sig_decode(const char *sig, unsigned char raw[64]);
+
 /* ---- building ------------------------------------------------------------- */
 
 /*
@@ -269,20 +274,63 @@ typedef struct pg_av_result {
 	int genesis;			/* the first record starts a chain */
 	unsigned long long recovered;	/* torn stretches a record names */
 	unsigned long long witnessed;	/* syslog entries given */
+	unsigned long long sigs_checked;	/* Ed25519 verifications made */
 } pg_av_result;
 
 /*
  * A streaming verifier: give it the syslog witnesses (optional), then
  * the files in chronological order, line by line; its memory does not
- * grow with the number of records (only with the witnesses).  Every record must carry a
- * valid signature by one of the N_KEYS public keys (borrowed, must
- * outlive the verifier).
+ * grow with the number of records (only with the witnesses).  Every
+ * record must carry a valid signature by one of the N_KEYS public keys
+ * (borrowed, must outlive the verifier); see pg_auditverify_sigmode for
+ * how many of them are checked.
  */
 typedef struct pg_auditverify pg_auditverify;
 
 pg_err pg_auditverify_new(const pg_auditkey *const *keys, size_t n_keys,
 			  pg_auditverify **out);
 void pg_auditverify_free(pg_auditverify *v);
+
+/*
+ * Which signatures are verified (Ed25519).  Every other check (form,
+ * canonical serialisation, hash, prev, seq, witnesses, torn stretches,
+ * and that every sig is 88 characters of canonical base64 of 64 bytes)
+ * is made on every record in both modes.
+ *
+ * PG_AV_SIGS_EVERY (the default): every record's signature.
+ *
+ * PG_AV_SIGS_CHAIN_END: a record's hash covers the previous record's
+ * hash, so one valid signature proves the content of every record
+ * before it in the chain.  Signatures are verified at checkpoints only:
+ * the first and the last record of each file; the last record before a
+ * stretch of damaged (torn) lines and the recovered record after it; the
+ * last record before the first damage, and the damaged record itself
+ * when its content matches its hash; the last record of each batch of
+ * lines (pg_auditverify_batch); and with several keys the last record
+ * signed by one key and the first signed by the next wherever the key
+ * changes (found by bisection between checkpoints signed by different
+ * keys).  When one of them fails, the batch it is in is judged again
+ * with every signature verified: the verdict then names the same record
+ * and class as PG_AV_SIGS_EVERY.  NOT detected (PG_AV_SIGS_EVERY names
+ * both bad-signature), as long as the record is not a checkpoint: a sig
+ * replaced by another well-formed value on a record whose content is
+ * intact; and a record no holder of a given key wrote that the writer
+ * then continued the chain from (appended by someone else who could
+ * write to the log, or signed by a key not given).  The content of such
+ * a record is still fixed by the signatures after it.  res->sigs_checked
+ * counts the verifications.  Call before the first line.
+ */
+typedef enum {
+	PG_AV_SIGS_EVERY = 0,
+	PG_AV_SIGS_CHAIN_END = 1,
+} pg_av_sigmode;
+
+void pg_auditverify_sigmode(pg_auditverify *v, pg_av_sigmode mode);
+
+/* Lines judged together (1..65536; default 4096): in the chain-end mode
+ * at least one signature is verified per batch.  A batch also ends at
+ * 4 MiB of lines.  Call before the first line. */
+void pg_auditverify_batch(pg_auditverify *v, size_t n);
 
 /*
  * Add one syslog witness (before the first line): the log must hold
@@ -307,9 +355,11 @@ pg_err pg_auditverify_line(pg_auditverify *v, const char *line, size_t len,
  * become 1 only some lines after the one that decided. */
 int pg_auditverify_decided(const pg_auditverify *v);
 
-/* Check lines with N threads (1..64; default 1): parsing, hashing and
- * signature checks of a batch of lines run in parallel, the judgement
- * in order, so the verdict does not depend on N. */
+/* Check lines with N threads (1..64; default 1), the caller's included:
+ * parsing, hashing and signature checks of a batch of lines run in
+ * parallel while the caller reads the next batch, the judgement in
+ * order, so the verdict does not depend on N.  Call before the first
+ * line. */
 void pg_auditverify_threads(pg_auditverify *v, unsigned n);
 
 /* The verdict after the last line.  Call once.  PG_OK, or PG_ENOMEM

@@ -2,7 +2,8 @@
  * audit.h - `pmpgate audit verify|show|keygen`, the auditor's commands
  * (DESIGN.md, "Audit record"; docs/auditor-guide.md).
  *
- *   pmpgate audit verify [--public-key F]... [--syslog FILE] [FILE...]
+ *   pmpgate audit verify [--public-key F]... [--syslog FILE]
+ *                        [--signatures every|chain-end] [FILE...]
  *   pmpgate audit show [--user U] [--role R] [--ticket T] [--event E]
  *                      [--since T] [--until T] [--decision allow|deny]
  *                      [--format table|json|csv] [FILE...]

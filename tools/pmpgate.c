@@ -54,7 +54,8 @@ static const struct command commands[] = {
 	  "write the IAM trust policy or the SCP from the config",
 	  pg_cmd_iam },
 	/* one function for the three; the first entry dispatches */
-	{ "audit", "audit verify [--public-key F] [--syslog FILE] [FILE...]",
+	{ "audit", "audit verify [--public-key F] [--syslog FILE] "
+	  "[--signatures every|chain-end] [FILE...]",
 	  "check the audit log's hash chain and signatures", pg_cmd_audit },
 	{ "audit", "audit show [--user U] [--role R] [--ticket T] "
 	  "[--event E] [--since T] [--until T] [--decision allow|deny] "

@@ -76,10 +76,15 @@ class Trail:
         assert r.returncode == 0, r.stdout + r.stderr
         return r
 
-    def verify(self, *files, pub=None, syslog=None):
-        args = [CLI, "audit", "verify", "--public-key", pub or self.pub]
+    def verify(self, *files, pub=None, syslog=None, signatures=None,
+               pubs=None):
+        args = [CLI, "audit", "verify"]
+        for k in pubs or [pub or self.pub]:
+            args += ["--public-key", k]
         if syslog:
             args += ["--syslog", syslog]
+        if signatures:
+            args += ["--signatures", signatures]
         return run(args + list(files or [self.log]))
 
     def lines(self, path=None):
@@ -204,21 +209,165 @@ def tamper_swap(lines):
     return 5
 
 
-@pytest.mark.parametrize("tamper,cls", [
+SIGNATURES = ["every", "chain-end"]
+
+
+def set_sig(line, sig):
+    rec = json.loads(line)
+    rec["sig"] = sig
+    return json.dumps(rec, sort_keys=True, separators=(",", ":")).encode()
+
+
+def tamper_sig_last(lines):
+    """The last record's sig replaced by another record's (valid form)."""
+    lines[-1] = set_sig(lines[-1], json.loads(lines[0])["sig"])
+    return len(lines)
+
+
+def tamper_sig_malformed(lines):
+    lines[3] = set_sig(lines[3], "AAAA")
+    return 4
+
+
+def tamper_sig_before_gap(lines):
+    """A sig replaced on the record before a deletion."""
+    lines[3] = set_sig(lines[3], json.loads(lines[0])["sig"])
+    del lines[4]
+    return 4
+
+
+TAMPERS = [
     (tamper_edit, "edited"),
     (tamper_delete, "deleted"),
     (tamper_insert, "inserted"),
     (tamper_swap, "reordered"),
-])
-def test_tamper(trail, tamper, cls):
+    (tamper_sig_last, "bad-signature"),
+    (tamper_sig_malformed, "bad-signature"),
+    (tamper_sig_before_gap, "edited"),
+]
+
+
+@pytest.mark.parametrize("signatures", SIGNATURES)
+@pytest.mark.parametrize("tamper,cls", TAMPERS)
+def test_tamper(trail, tamper, cls, signatures):
+    """Each class of damage: named at the same line in both modes."""
     trail.append(10)
     lines = trail.lines()
     bad = tamper(lines)
     trail.write(lines)
-    expect_fail(trail.verify(), cls, trail.log, bad)
+    expect_fail(trail.verify(signatures=signatures), cls, trail.log, bad)
 
 
-def test_tamper_edit_with_new_hash(trail):
+@pytest.mark.parametrize("signatures", SIGNATURES)
+def test_intact_both_modes(trail, signatures):
+    trail.append(10)
+    r = trail.verify(syslog=trail.syslog, signatures=signatures)
+    expect_ok(r, 10)
+    if signatures == "chain-end":
+        # the first and the last record
+        assert "chain-end: 2 Ed25519 signature(s) verified" in r.stdout
+    else:
+        assert "chain-end" not in r.stdout
+
+
+def test_chain_end_middle_sig_not_detected(trail):
+    """What --signatures chain-end does not see (docs/auditor-guide.md):
+    a sig replaced on a record in the middle whose content is intact, and
+    a record written with a key not given that the writer continued."""
+    trail.append(10)
+    lines = trail.lines()
+    original = lines[4]
+    lines[4] = set_sig(lines[4], json.loads(lines[1])["sig"])
+    trail.write(lines)
+    expect_fail(trail.verify(), "bad-signature", trail.log, 5)
+    r = trail.verify(signatures="chain-end")
+    expect_ok(r, 10)
+    assert "chain-end: 2 Ed25519 signature(s) verified" in r.stdout
+    lines[4] = original
+    trail.write(lines)
+    # a record appended by someone with another key (here the probe),
+    # which the writer then continued from
+    other = Trail(tempfile.mkdtemp(prefix="pg-audit-other-"))
+    try:
+        trail.append(1, key=other.key)
+        trail.append(3)
+        expect_fail(trail.verify(), "bad-signature", trail.log, 11)
+        expect_ok(trail.verify(signatures="chain-end"), 14)
+    finally:
+        shutil.rmtree(other.dir, ignore_errors=True)
+
+
+@pytest.mark.parametrize("signatures", SIGNATURES)
+def test_key_rotation(trail, signatures):
+    """The signing key replaced: records 1..4 by the old key, 5..9 by the
+    new one, one chain."""
+    new = Trail(tempfile.mkdtemp(prefix="pg-audit-new-"))
+    try:
+        trail.append(4)
+        trail.append(5, key=new.key)
+        r = trail.verify(pubs=[trail.pub, new.pub], signatures=signatures)
+        expect_ok(r, 9)
+        r = trail.verify(pubs=[new.pub, trail.pub], signatures=signatures)
+        expect_ok(r, 9)
+        # one key only: the other key's records are named
+        expect_fail(trail.verify(pubs=[new.pub], signatures=signatures),
+                    "bad-signature", trail.log, 1)
+        expect_fail(trail.verify(pubs=[trail.pub], signatures=signatures),
+                    "bad-signature", trail.log, 5)
+        # the last record of the old key's run, and the first of the new
+        for line in (4, 5):
+            lines = trail.lines()
+            saved = lines[line - 1]
+            lines[line - 1] = set_sig(saved, json.loads(lines[0 if line == 5
+                                                               else 8])["sig"])
+            trail.write(lines)
+            expect_fail(trail.verify(pubs=[trail.pub, new.pub],
+                                     signatures=signatures),
+                        "bad-signature", trail.log, line)
+            lines[line - 1] = saved
+            trail.write(lines)
+    finally:
+        shutil.rmtree(new.dir, ignore_errors=True)
+
+
+def test_large_log_both_modes(trail):
+    """9000 records (three batches of the verifier): damage at and around
+    the batch ends is named the same way in both modes."""
+    log = os.path.join(trail.dir, "big.jsonl")
+    r = run([PROBE, "-G", "9000", log, trail.key])
+    assert r.returncode == 0, r.stdout + r.stderr
+    with open(log, "rb") as f:
+        pristine = f.read().split(b"\n")[:-1]
+    for r in (trail.verify(log, signatures=s) for s in SIGNATURES):
+        expect_ok(r, 9000)
+
+    def edit_at(n):
+        def t(lines):
+            return tamper_edit_line(lines, n)
+        return t
+
+    cases = [(edit_at(4096), "edited", 4096), (edit_at(4097), "edited", 4097),
+             (edit_at(9000), "edited", 9000)]
+    for pos in (4096, 4097):
+        cases.append((lambda lines, p=pos: lines.__delitem__(p - 1),
+                      "deleted", pos))
+    for tamper, cls, line in cases:
+        lines = list(pristine)
+        tamper(lines)
+        trail.write(lines, path=log)
+        for s in SIGNATURES:
+            expect_fail(trail.verify(log, signatures=s), cls, log, line)
+
+
+def tamper_edit_line(lines, n):
+    rec = json.loads(lines[n - 1])
+    rec["user"] = "mallory"
+    lines[n - 1] = json.dumps(rec, sort_keys=True,
+                              separators=(",", ":")).encode()
+
+
+@pytest.mark.parametrize("signatures", SIGNATURES)
+def test_tamper_edit_with_new_hash(trail, signatures):
     """Rehashing an edited record does not help without the key."""
     trail.append(6)
     lines = trail.lines()
@@ -234,40 +383,54 @@ def test_tamper_edit_with_new_hash(trail):
     rec["hash"] = hashlib.sha256((rec["prev"] + "\n" + canon).encode()).hexdigest()
     lines[2] = json.dumps(rec, sort_keys=True, separators=(",", ":")).encode()
     trail.write(lines)
-    r = trail.verify()
+    r = trail.verify(signatures=signatures)
     assert r.returncode == 1
     m = FAIL_RE.search(r.stdout)
     assert m and int(m.group(2)) == 3 and m.group(3) == "edited", r.stdout
 
 
-def test_truncated_against_syslog(trail):
+@pytest.mark.parametrize("signatures", SIGNATURES)
+def test_truncated_against_syslog(trail, signatures):
     trail.append(10)
     trail.write(trail.lines()[:7])
     # without the witness the cut is invisible
-    expect_ok(trail.verify(), 7)
-    expect_fail(trail.verify(syslog=trail.syslog), "truncated", trail.log, 8)
+    expect_ok(trail.verify(signatures=signatures), 7)
+    expect_fail(trail.verify(syslog=trail.syslog, signatures=signatures),
+                "truncated", trail.log, 8)
 
 
-def test_truncated_then_continued(trail):
+@pytest.mark.parametrize("signatures", SIGNATURES)
+def test_truncated_then_continued(trail, signatures):
     """Cut the tail, let the writer go on: the syslog copy still knows."""
     trail.append(10)
     trail.write(trail.lines()[:7])
     trail.append(2)
-    expect_ok(trail.verify(), 9)
-    expect_fail(trail.verify(syslog=trail.syslog), "truncated", trail.log, 8)
+    expect_ok(trail.verify(signatures=signatures), 9)
+    expect_fail(trail.verify(syslog=trail.syslog, signatures=signatures),
+                "truncated", trail.log, 8)
 
 
-def test_torn_last_line(trail):
+@pytest.mark.parametrize("signatures", SIGNATURES)
+def test_torn_last_line(trail, signatures):
     trail.append(5)
     lines = trail.lines()
     lines[-1] = lines[-1][:40]
     trail.write(lines, final_newline=False)
-    expect_fail(trail.verify(), "torn", trail.log, 5)
+    expect_fail(trail.verify(signatures=signatures), "torn", trail.log, 5)
     # the writer names it on its next start and goes on
     trail.append(2)
-    r = trail.verify()
+    r = trail.verify(signatures=signatures)
     expect_ok(r, 7)
     assert "1 torn stretch" in r.stdout
+    # the records on both sides of the torn stretch are checkpoints
+    full = trail.lines()
+    for line in (4, 6):
+        lines = list(full)
+        lines[line - 1] = set_sig(lines[line - 1], json.loads(lines[0])["sig"])
+        trail.write(lines)
+        expect_fail(trail.verify(signatures=signatures), "bad-signature",
+                    trail.log, line)
+    trail.write(full)
     rec = json.loads(trail.lines()[5])
     assert rec["event"] == "recovered"
     assert rec["seq"] == 5
@@ -275,11 +438,13 @@ def test_torn_last_line(trail):
     assert rec["torn"]["offset"] == sum(len(x) + 1 for x in lines[:4])
 
 
-def test_wrong_public_key(trail):
+@pytest.mark.parametrize("signatures", SIGNATURES)
+def test_wrong_public_key(trail, signatures):
     trail.append(3)
     other = Trail(tempfile.mkdtemp(prefix="pg-audit-other-"))
     try:
-        expect_fail(trail.verify(pub=other.pub), "bad-signature", trail.log, 1)
+        expect_fail(trail.verify(pub=other.pub, signatures=signatures),
+                    "bad-signature", trail.log, 1)
         # several keys: any of them may have signed (key rotation)
         r = run([CLI, "audit", "verify", "--public-key", other.pub,
                  "--public-key", trail.pub, trail.log])
@@ -390,25 +555,37 @@ def test_unwritable_log_refuses(trail):
 # ---- rotation ----------------------------------------------------------------------
 
 
-def test_rotation_reopen(trail):
+@pytest.mark.parametrize("signatures", SIGNATURES)
+def test_rotation_reopen(trail, signatures):
     moved = trail.log + ".1"
     trail.append(8, "-m", moved)
     assert len(trail.lines(moved)) == 4 and len(trail.lines()) == 4
     first = json.loads(trail.lines()[0])
     last = json.loads(trail.lines(moved)[-1])
     assert first["prev"] == last["hash"]
-    expect_ok(trail.verify(moved, trail.log, syslog=trail.syslog), 8)
+    expect_ok(trail.verify(moved, trail.log, syslog=trail.syslog,
+                           signatures=signatures), 8)
+    # the last record of the rotated file is a checkpoint
+    lines = trail.lines(moved)
+    saved = list(lines)
+    lines[-1] = set_sig(lines[-1], json.loads(lines[0])["sig"])
+    trail.write(lines, path=moved)
+    expect_fail(trail.verify(moved, trail.log, signatures=signatures),
+                "bad-signature", moved, 4)
+    trail.write(saved, path=moved)
     # the current file alone verifies, and says where it starts
-    r = trail.verify()
+    r = trail.verify(signatures=signatures)
     expect_ok(r, 4)
     assert "starts at seq 5" in r.stdout
     # files in the wrong order are not a chain
-    assert trail.verify(trail.log, moved).returncode == 1
+    assert trail.verify(trail.log, moved,
+                        signatures=signatures).returncode == 1
     # a file missing in the middle
     os.rename(moved, trail.log + ".2")
     os.rename(trail.log, moved)
     trail.append(2)
-    expect_fail(trail.verify(trail.log + ".2", trail.log), "deleted",
+    expect_fail(trail.verify(trail.log + ".2", trail.log,
+                             signatures=signatures), "deleted",
                 trail.log, 1)
 
 
@@ -582,6 +759,8 @@ def test_show_skips_damage_with_a_warning(trail):
     ["audit", "show", "--since", "yesterday"],
     ["audit", "show", "--event", "held"],
     ["audit", "verify", "--bogus"],
+    ["audit", "verify", "--signatures", "some"],
+    ["audit", "verify", "--signatures"],
     ["audit", "keygen", "extra"],
 ])
 def test_usage(args):

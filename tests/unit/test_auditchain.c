@@ -743,17 +743,21 @@ struct wit {
 	const char *hash;
 };
 
+/* Verify IN with KEYS in MODE, BATCH lines a batch (0: the default). */
 static void
-run(const pg_auditkey *key, const in_line *in, size_t n,
-    const struct wit *w, size_t nw, unsigned threads, pg_av_result *res)
+run_keys(const pg_auditkey *const *keys, size_t n_keys, const in_line *in,
+	 size_t n, const struct wit *w, size_t nw, unsigned threads,
+	 pg_av_sigmode mode, size_t batch, pg_av_result *res, char name[8])
 {
 	static const char *const names[] = { "f0", "f1", "f2" };
-	const pg_auditkey *keys[1] = { key };
 	pg_auditverify *v = NULL;
 	int file = -1;
 
-	assert_int_equal(pg_auditverify_new(keys, 1, &v), PG_OK);
+	assert_int_equal(pg_auditverify_new(keys, n_keys, &v), PG_OK);
 	pg_auditverify_threads(v, threads);
+	pg_auditverify_sigmode(v, mode);
+	if (batch > 0)
+		pg_auditverify_batch(v, batch);
 	for (size_t i = 0; i < nw; i++)
 		assert_int_equal(pg_auditverify_witness(v, w[i].seq, w[i].hash),
 				 PG_OK);
@@ -767,13 +771,68 @@ run(const pg_auditkey *key, const in_line *in, size_t n,
 	}
 	assert_int_equal(pg_auditverify_finish(v, res), PG_OK);
 	/* res->file borrows from the verifier */
+	name[0] = '\0';
 	if (res->file != NULL) {
-		static char name[8];
-
-		snprintf(name, sizeof(name), "%s", res->file);
+		snprintf(name, 8, "%s", res->file);
 		res->file = name;
 	}
 	pg_auditverify_free(v);
+}
+
+/* The ways every verdict below is reached: both signature modes, with
+ * the default batch and with batches of a few lines (the chain-end
+ * checkpoints and the judging again then fall inside and across
+ * batches). */
+static const struct {
+	pg_av_sigmode mode;
+	size_t batch;
+} ways[] = {
+	{ PG_AV_SIGS_EVERY, 0 },
+	{ PG_AV_SIGS_CHAIN_END, 0 },
+	{ PG_AV_SIGS_CHAIN_END, 3 },
+	{ PG_AV_SIGS_CHAIN_END, 1 },
+	{ PG_AV_SIGS_EVERY, 2 },
+};
+
+static void
+same_verdict(const pg_av_result *a, const pg_av_result *b)
+{
+	assert_int_equal(a->cls, b->cls);
+	if (a->cls != PG_AV_OK) {
+		assert_string_equal(a->file, b->file);
+		assert_int_equal(a->line, b->line);
+		assert_string_equal(a->detail, b->detail);
+	}
+	assert_int_equal(a->records, b->records);
+	assert_int_equal(a->first_seq, b->first_seq);
+	assert_int_equal(a->last_seq, b->last_seq);
+	assert_string_equal(a->last_hash, b->last_hash);
+	assert_int_equal(a->genesis, b->genesis);
+	assert_int_equal(a->recovered, b->recovered);
+	assert_int_equal(a->witnessed, b->witnessed);
+}
+
+/* Verify IN with KEY every way; all must agree.  RES: the every mode's. */
+static void
+run(const pg_auditkey *key, const in_line *in, size_t n,
+    const struct wit *w, size_t nw, unsigned threads, pg_av_result *res)
+{
+	static char name[8];
+	const pg_auditkey *keys[1] = { key };
+	pg_av_result other;
+	char oname[8];
+
+	run_keys(keys, 1, in, n, w, nw, threads, ways[0].mode, ways[0].batch,
+		 res, name);
+	for (size_t i = 1; i < sizeof(ways) / sizeof(ways[0]); i++) {
+		print_message("  way %zu\n", i);
+		run_keys(keys, 1, in, n, w, nw, threads, ways[i].mode,
+			 ways[i].batch, &other, oname);
+		same_verdict(res, &other);
+		/* the every mode verifies each record it accepts */
+		if (ways[i].mode == PG_AV_SIGS_EVERY)
+			assert_true(other.sigs_checked >= other.records);
+	}
 }
 
 /* Offset of input line K within its file. */
@@ -1176,6 +1235,439 @@ test_verify_threads(void **state)
 	}
 }
 
+/* ---- signature modes ---------------------------------------------------------- */
+
+/* The sig of line K replaced with SIG: a new string. */
+static char *
+with_sig(const char *line, const char *sig)
+{
+	const char *at = strstr(line, "\"sig\":\"");
+	const char *end;
+	char *s;
+	size_t pre;
+
+	assert_non_null(at);
+	at += 7;
+	end = strchr(at, '"');
+	assert_non_null(end);
+	pre = (size_t)(at - line);
+	s = malloc(pre + strlen(sig) + strlen(end) + 1);
+	assert_non_null(s);
+	memcpy(s, line, pre);
+	strcpy(s + pre, sig);
+	strcat(s, end);
+	return s;
+}
+
+/* Another record's sig: well-formed, valid, but not for this hash. */
+static char *
+wrong_sig(const char *line, const char *donor)
+{
+	pg_audit_parsed p;
+	char err[256], *s;
+
+	assert_int_equal(pg_auditchain_parse(donor, strlen(donor), &p, err,
+					     sizeof(err)), PG_OK);
+	s = with_sig(line, p.sig);
+	pg_audit_parsed_free(&p);
+	return s;
+}
+
+static void
+run_mode(const pg_auditkey *key, const in_line *in, size_t n,
+	 pg_av_sigmode mode, size_t batch, pg_av_result *res)
+{
+	static char name[2][8];
+	const pg_auditkey *keys[1] = { key };
+
+	run_keys(keys, 1, in, n, NULL, 0, 2, mode, batch, res,
+		 name[mode == PG_AV_SIGS_CHAIN_END]);
+}
+
+static void
+test_sig_decode(void **state)
+{
+	static const char good[] = "eTAR134R+oVz2pfkPr/U1aFGd0454Q0VOKzEphUQh"
+		"TElaawuKbVtpuO5FdQML9G01hXrJZq2uNJrKANve+chCg==";
+	static const char *const bad[] = {
+		"",
+		"eTAR134R+oVz2pfkPr/U1aFGd0454Q0VOKzEphUQhTElaawuKbVtpuO5FdQ"
+		"ML9G01hXrJZq2uNJrKANve+chCg=",		/* 87 characters */
+		"eTAR134R+oVz2pfkPr/U1aFGd0454Q0VOKzEphUQhTElaawuKbVtpuO5FdQ"
+		"ML9G01hXrJZq2uNJrKANve+chCg===",	/* 89 */
+		"eTAR134R+oVz2pfkPr/U1aFGd0454Q0VOKzEphUQhTElaawuKbVtpuO5FdQ"
+		"ML9G01hXrJZq2uNJrKANve+chCh==",	/* not canonical */
+		"eTAR134R+oVz2pfkPr/U1aFGd0454Q0VOKzEphUQhTElaawuKbVtpuO5FdQ"
+		"ML9G01hXrJZq2uNJrKANve+ch===",	/* 63 bytes */
+		"eTAR134R+oVz2pfkPr/U1aFGd0454Q0VOKzEphUQhTElaawuKbVtpuO5FdQ"
+		"ML9G01hXrJZq2uNJrKANve+c-Cg==",	/* base64url */
+		"eTAR134R+oVz2pfkPr/U1aFGd0454Q0VOKzEphUQhTElaawuKbVtpuO5FdQ"
+		"ML9G01hXrJZq2uNJrKANve+c Cg==",	/* blank */
+		"eTAR134R+oVz2pfkPr/U1aFGd0454Q0VOKzEphUQhTElaawuKbVtpuO5FdQ"
+		"ML9G01hXrJZq2uNJrKANve+chCgAA",	/* no padding, 66 bytes */
+	};
+	unsigned char raw[64], again[64];
+
+	(void)state;
+	memset(raw, 0x5a, sizeof(raw));
+	assert_int_equal(pg_auditchain_sig_decode(good, raw), 1);
+	assert_int_equal(raw[0], 0x79);		/* "eTAR": 79 30 11 */
+	assert_int_equal(raw[1], 0x30);
+	assert_int_equal(raw[63], 0x0a);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		print_message("sig case %zu\n", i);
+		memset(again, 0x5a, sizeof(again));
+		assert_int_equal(pg_auditchain_sig_decode(bad[i], again), 0);
+		assert_int_equal(again[0], 0x5a);	/* untouched */
+	}
+	assert_int_equal(pg_auditchain_sig_decode(NULL, again), 0);
+}
+
+/* Records whose strings look like the members the one-serialisation
+ * hash relies on: the hash must be the one of the canonical form. */
+static void
+test_parse_one_serialisation(void **state)
+{
+	static const char *const tricky[] = {
+		"x\",\"hash\":\"" PREV_AB "\",\"host\":\"y",
+		"\"sig\":\"AAAA\",",
+		"\\\"hash\\\":\\\"",
+		"hash\":\"",
+		"\"hash\":\"\"sig\":\"",
+		"caf\xc3\xa9 \"sig\":\"\xf0\x9f\x98\x80",
+	};
+	pg_auditkey *k = load_priv(VEC_PRIV);
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(tricky) / sizeof(tricky[0]); i++) {
+		const char *appr[2] = { tricky[i], "\"sig\":\"" };
+		pg_audit_rec r = { .event = "deny", .user = tricky[i],
+				   .uid = 1, .role = tricky[i],
+				   .ticket = tricky[i], .reason = tricky[i],
+				   .approvers = appr, .n_approvers = 2,
+				   .service = tricky[i], .tty = "hash",
+				   .rhost = tricky[i] };
+		pg_audit_link link = { .seq = i + 1, .prev = PREV_AB,
+				       .ts = "2026-03-01T12:00:00Z",
+				       .host = tricky[i], .torn = (int)(i % 2),
+				       .torn_offset = 5, .torn_length = 7 };
+		char h[PG_AUDIT_HASH_HEX + 1], calc[PG_AUDIT_HASH_HEX + 1];
+		char err[256], *line, *canon;
+		pg_audit_parsed p;
+		size_t n;
+
+		print_message("tricky case %zu\n", i);
+		assert_int_equal(pg_auditchain_build(&r, &link, k, &line, &n,
+						     h, err, sizeof(err)),
+				 PG_OK);
+		assert_int_equal(pg_auditchain_parse(line, n - 1, &p, err,
+						     sizeof(err)), PG_OK);
+		assert_true(p.hash_ok);
+		assert_string_equal(p.hash, h);
+		canon = pg_auditchain_canonical(p.doc);
+		assert_int_equal(pg_auditchain_hash(PREV_AB, canon,
+						    strlen(canon), calc), PG_OK);
+		assert_string_equal(calc, h);
+		free(canon);
+		pg_audit_parsed_free(&p);
+		free(line);
+	}
+	pg_auditkey_free(k);
+}
+
+/* Lines that parse as records but are not the canonical serialisation
+ * of their content (the hash matches the content): hash_ok = 0; and a
+ * canonical line whose sig is not base64 text: hash_ok = 1. */
+static void
+test_parse_not_canonical(void **state)
+{
+	static const struct {
+		const char *from, *to;
+		int hash_ok;
+	} cases[] = {
+		/* members out of order at the top, in client */
+		{ "\"ts\":\"2026-03-01T12:34:56Z\",\"uid\":20001,",
+		  "\"uid\":20001,\"ts\":\"2026-03-01T12:34:56Z\",", 0 },
+		{ "{\"pid\":4242,\"rhost\":null,",
+		  "{\"rhost\":null,\"pid\":4242,", 0 },
+		/* the key of hash or sig escaped, a blank in the member */
+		{ "\"hash\":\"", "\"h\\u0061sh\":\"", 0 },
+		{ "\"sig\":\"", "\"sig\": \"", 0 },
+		{ "\"hash\":\"", "\"hash\" :\"", 0 },
+		/* a '/' in sig written as an escape */
+		{ "Pr/U1", "Pr\\/U1", 0 },
+		/* sig not base64: canonical all the same */
+		{ "\"sig\":\"eTAR134R+oVz2pfkPr/U1aFGd0454Q0VOKzEphUQhTElaawu"
+		  "KbVtpuO5FdQML9G01hXrJZq2uNJrKANve+chCg==\"",
+		  "\"sig\":\"not a signature\"", 1 },
+		{ "\"sig\":\"eTAR134R+oVz2pfkPr/U1aFGd0454Q0VOKzEphUQhTElaawu"
+		  "KbVtpuO5FdQML9G01hXrJZq2uNJrKANve+chCg==\"",
+		  "\"sig\":\"caf\\u00E9\"", 1 },
+		{ "\"sig\":\"eTAR134R+oVz2pfkPr/U1aFGd0454Q0VOKzEphUQhTElaawu"
+		  "KbVtpuO5FdQML9G01hXrJZq2uNJrKANve+chCg==\"",
+		  "\"sig\":\"caf\\u00e9\"", 0 },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *at = strstr(VEC_LINE, cases[i].from);
+		char buf[sizeof(VEC_LINE) + 64], err[256];
+		pg_audit_parsed p;
+		size_t pre;
+
+		print_message("canonical case %zu\n", i);
+		assert_non_null(at);
+		pre = (size_t)(at - VEC_LINE);
+		memcpy(buf, VEC_LINE, pre);
+		strcpy(buf + pre, cases[i].to);
+		strcat(buf, at + strlen(cases[i].from));
+		assert_int_equal(pg_auditchain_parse(buf, strlen(buf), &p, err,
+						     sizeof(err)), PG_OK);
+		assert_int_equal(p.hash_ok, cases[i].hash_ok);
+		pg_audit_parsed_free(&p);
+	}
+}
+
+/* What the chain-end mode checks, and the one thing it does not. */
+static void
+test_verify_chain_end(void **state)
+{
+	struct fx *f = *state;
+	in_line in[NBASE + 1];
+	pg_av_result every, fast;
+	char h[PG_AUDIT_HASH_HEX + 1], *e, *cut, *rec;
+	size_t n;
+
+	/* an intact log: two signatures, the first and the last */
+	run_mode(f->pub, in, base_input(f, in, 0, NBASE),
+		 PG_AV_SIGS_CHAIN_END, 0, &fast);
+	expect(&fast, PG_AV_OK, NULL, 0);
+	assert_int_equal(fast.sigs_checked, 2);
+	run_mode(f->pub, in, NBASE, PG_AV_SIGS_EVERY, 0, &every);
+	assert_int_equal(every.sigs_checked, NBASE);
+	/* a batch of 3: also at lines 3 and 6 */
+	run_mode(f->pub, in, NBASE, PG_AV_SIGS_CHAIN_END, 3, &fast);
+	assert_int_equal(fast.sigs_checked, 4);
+	/* two files: the first and last record of each */
+	for (int i = 4; i < NBASE; i++)
+		in[i].file = 1;
+	run_mode(f->pub, in, NBASE, PG_AV_SIGS_CHAIN_END, 0, &fast);
+	expect(&fast, PG_AV_OK, NULL, 0);
+	assert_int_equal(fast.sigs_checked, 4);
+
+	/* NOT detected: a valid-looking sig on a record in the middle whose
+	 * content is intact; the every mode names it */
+	base_input(f, in, 0, NBASE);
+	e = wrong_sig(f->base[2], f->base[1]);
+	in[2].line = e;
+	run_mode(f->pub, in, NBASE, PG_AV_SIGS_EVERY, 0, &every);
+	expect(&every, PG_AV_BADSIG, "f0", 3);
+	run_mode(f->pub, in, NBASE, PG_AV_SIGS_CHAIN_END, 0, &fast);
+	expect(&fast, PG_AV_OK, NULL, 0);
+	assert_int_equal(fast.records, NBASE);
+	/* ... unless it is a checkpoint: here the end of a batch */
+	run_mode(f->pub, in, NBASE, PG_AV_SIGS_CHAIN_END, 3, &fast);
+	expect(&fast, PG_AV_BADSIG, "f0", 3);
+	free(e);
+
+	/* NOT detected either: a record someone without the key appended
+	 * (here signed by another key) that the writer then continued
+	 * from; its content is covered by the writer's later signatures */
+	{
+		char *chain[NBASE], hh[NBASE][PG_AUDIT_HASH_HEX + 1];
+
+		for (int i = 0; i < NBASE; i++) {
+			chain[i] = make_line(i == 4 ? f->other : f->priv,
+					     (unsigned long long)i + 1,
+					     i ? hh[i - 1] : PG_AUDIT_GENESIS,
+					     0, 0, 0, i == 4 ? "mallory" :
+					     "alice", hh[i]);
+			in[i] = (in_line){ chain[i], 1, 0 };
+		}
+		run_mode(f->pub, in, NBASE, PG_AV_SIGS_EVERY, 0, &every);
+		expect(&every, PG_AV_BADSIG, "f0", 5);
+		run_mode(f->pub, in, NBASE, PG_AV_SIGS_CHAIN_END, 0, &fast);
+		expect(&fast, PG_AV_OK, NULL, 0);
+		/* ... but at the start of a file it is a checkpoint */
+		for (int i = 4; i < NBASE; i++)
+			in[i].file = 1;
+		run_mode(f->pub, in, NBASE, PG_AV_SIGS_CHAIN_END, 0, &fast);
+		expect(&fast, PG_AV_BADSIG, "f1", 1);
+		for (int i = 0; i < NBASE; i++)
+			free(chain[i]);
+	}
+
+	/* detected: the last record's, and a malformed one anywhere */
+	base_input(f, in, 0, NBASE);
+	e = wrong_sig(f->base[NBASE - 1], f->base[0]);
+	in[NBASE - 1].line = e;
+	run(f->pub, in, NBASE, NULL, 0, 1, &every);
+	expect(&every, PG_AV_BADSIG, "f0", NBASE);
+	free(e);
+	base_input(f, in, 0, NBASE);
+	e = with_sig(f->base[3], "AAAA");
+	in[3].line = e;
+	run(f->pub, in, NBASE, NULL, 0, 1, &every);
+	expect(&every, PG_AV_BADSIG, "f0", 4);
+	free(e);
+
+	/* detected: the last record of a file */
+	base_input(f, in, 0, NBASE);
+	for (int i = 4; i < NBASE; i++)
+		in[i].file = 1;
+	e = wrong_sig(f->base[3], f->base[0]);
+	in[3].line = e;
+	run(f->pub, in, NBASE, NULL, 0, 1, &every);
+	expect(&every, PG_AV_BADSIG, "f0", 4);
+	free(e);
+
+	/* detected: the record before a break (record 5 deleted) */
+	n = 0;
+	e = wrong_sig(f->base[3], f->base[0]);
+	for (size_t i = 0; i < NBASE; i++)
+		if (i != 4)
+			in[n++] = (in_line){ i == 3 ? e : f->base[i], 1, 0 };
+	run(f->pub, in, n, NULL, 0, 1, &every);
+	expect(&every, PG_AV_EDITED, "f0", 4);
+	free(e);
+
+	/* detected: the record before a torn stretch */
+	cut = strndup(f->base[7], 30);
+	base_input(f, in, 0, NBASE - 1);
+	e = wrong_sig(f->base[6], f->base[0]);
+	in[6].line = e;
+	in[7] = (in_line){ cut, 1, 0 };
+	rec = make_line(f->priv, 8, f->hash[6], 1, offset_of(in, 7), 30, NULL,
+			h);
+	in[8] = (in_line){ rec, 1, 0 };
+	run(f->pub, in, NBASE + 1, NULL, 0, 1, &every);
+	expect(&every, PG_AV_BADSIG, "f0", 7);
+	/* ... and the recovered record after it */
+	in[6].line = f->base[6];
+	free(e);
+	e = wrong_sig(rec, f->base[0]);
+	in[8].line = e;
+	run(f->pub, in, NBASE + 1, NULL, 0, 1, &every);
+	expect(&every, PG_AV_BADSIG, "f0", 9);
+	in[8].line = rec;
+	run(f->pub, in, NBASE + 1, NULL, 0, 1, &every);
+	expect(&every, PG_AV_OK, NULL, 0);
+	free(rec);
+	free(e);
+	free(cut);
+
+	/* a line too long to be a record, between two that link */
+	{
+		char *big = malloc(PG_AUDIT_MAX_LINE + 10);
+
+		memset(big, 'x', PG_AUDIT_MAX_LINE + 9);
+		big[PG_AUDIT_MAX_LINE + 9] = '\0';
+		base_input(f, in, 0, 3);
+		in[3] = (in_line){ big, 1, 0 };
+		for (size_t i = 3; i < NBASE; i++)
+			in[i + 1] = (in_line){ f->base[i], 1, 0 };
+		run(f->pub, in, NBASE + 1, NULL, 0, 1, &every);
+		expect(&every, PG_AV_INSERTED, "f0", 4);
+		free(big);
+	}
+}
+
+/* A chain whose signing key changes: records 1..K by one key, the rest
+ * by the other, and with BACK from record BACK on by the first again. */
+static void
+rotated_chain(struct fx *f, char **lines, char (*hash)[PG_AUDIT_HASH_HEX + 1],
+	      size_t n, size_t k, size_t back)
+{
+	for (size_t i = 0; i < n; i++) {
+		pg_auditkey *key = i < k || (back && i >= back) ? f->priv :
+				   f->other;
+
+		lines[i] = make_line(key, i + 1, i ? hash[i - 1] :
+				     PG_AUDIT_GENESIS, 0, 0, 0, "alice",
+				     hash[i]);
+	}
+}
+
+static void
+both_modes_keys(const pg_auditkey *const *keys, size_t n_keys,
+		const in_line *in, size_t n, pg_av_result *every,
+		pg_av_result *fast)
+{
+	static char name[2][8];
+
+	run_keys(keys, n_keys, in, n, NULL, 0, 2, PG_AV_SIGS_EVERY, 0, every,
+		 name[0]);
+	run_keys(keys, n_keys, in, n, NULL, 0, 2, PG_AV_SIGS_CHAIN_END, 0,
+		 fast, name[1]);
+	same_verdict(every, fast);
+}
+
+static void
+test_verify_key_rotation(void **state)
+{
+	struct fx *f = *state;
+	static in_line in[NBIG];
+	static char *lines[NBIG];
+	static char hash[NBIG][PG_AUDIT_HASH_HEX + 1];
+	const pg_auditkey *both[2] = { f->pub, f->other_pub };
+	const pg_auditkey *rev[2] = { f->other_pub, f->pub };
+	pg_av_result every, fast;
+	char *e;
+
+	rotated_chain(f, lines, hash, NBIG, 170, 0);
+	for (size_t i = 0; i < NBIG; i++)
+		in[i] = (in_line){ lines[i], 1, 0 };
+	both_modes_keys(both, 2, in, NBIG, &every, &fast);
+	expect(&fast, PG_AV_OK, NULL, 0);
+	assert_int_equal(every.sigs_checked >= NBIG, 1);
+	/* the end, the start and a bisection to the change */
+	assert_true(fast.sigs_checked >= 4 && fast.sigs_checked <= 24);
+	both_modes_keys(rev, 2, in, NBIG, &every, &fast);
+	expect(&fast, PG_AV_OK, NULL, 0);
+	/* one key only: the other run is not signed by a given key */
+	both_modes_keys(both, 1, in, NBIG, &every, &fast);
+	expect(&fast, PG_AV_BADSIG, "f0", 171);
+	both_modes_keys(rev, 1, in, NBIG, &every, &fast);
+	expect(&fast, PG_AV_BADSIG, "f0", 1);
+
+	/* the last record of the old key's run and the first of the new
+	 * one are checkpoints */
+	for (size_t bad = 169; bad <= 170; bad++) {
+		e = wrong_sig(lines[bad], lines[bad == 169 ? 10 : 200]);
+		in[bad].line = e;
+		both_modes_keys(both, 2, in, NBIG, &every, &fast);
+		expect(&fast, PG_AV_BADSIG, "f0", bad + 1);
+		in[bad].line = lines[bad];
+		free(e);
+	}
+	for (size_t i = 0; i < NBIG; i++)
+		free(lines[i]);
+
+	/* back to the first key: three runs */
+	rotated_chain(f, lines, hash, NBIG, 100, 220);
+	for (size_t i = 0; i < NBIG; i++)
+		in[i] = (in_line){ lines[i], 1, 0 };
+	both_modes_keys(both, 2, in, NBIG, &every, &fast);
+	expect(&fast, PG_AV_OK, NULL, 0);
+	/* a key change between batches and inside them */
+	{
+		static char name[8];
+		pg_av_result small;
+
+		run_keys(both, 2, in, NBIG, NULL, 0, 3, PG_AV_SIGS_CHAIN_END,
+			 7, &small, name);
+		expect(&small, PG_AV_OK, NULL, 0);
+		e = wrong_sig(lines[220], lines[0]);
+		in[220].line = e;
+		run_keys(both, 2, in, NBIG, NULL, 0, 3, PG_AV_SIGS_CHAIN_END,
+			 7, &small, name);
+		expect(&small, PG_AV_BADSIG, "f0", 221);
+		free(e);
+	}
+	for (size_t i = 0; i < NBIG; i++)
+		free(lines[i]);
+}
+
 static void
 test_class_names(void **state)
 {
@@ -1203,6 +1695,9 @@ main(void)
 		cmocka_unit_test(test_parse_shapes),
 		cmocka_unit_test(test_parse_hash_ok),
 		cmocka_unit_test(test_syslog),
+		cmocka_unit_test(test_sig_decode),
+		cmocka_unit_test(test_parse_one_serialisation),
+		cmocka_unit_test(test_parse_not_canonical),
 		cmocka_unit_test(test_class_names),
 		cmocka_unit_test_setup_teardown(test_verify_intact, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_verify_edited, setup, teardown),
@@ -1214,6 +1709,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_verify_syslog, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_verify_rotation, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_verify_threads, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_verify_chain_end, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_verify_key_rotation, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
