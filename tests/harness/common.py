@@ -118,3 +118,13 @@ class Proc:
     def output(self):
         with open(self.log_path, "rb") as f:
             return f.read().decode("utf-8", "replace")
+
+
+def ledger_cache_fd(target):
+    """Is TARGET (a /proc/PID/fd link) a descriptor the file ledger keeps
+    on purpose?  It holds the snapshot and journal it last read open (one
+    each, possibly of a file another writer has replaced since): not a
+    leak."""
+    name = os.path.basename(target.removesuffix(" (deleted)"))
+    return name in ("ledger.json", "ledger.journal") and "/state/" in target
+

@@ -55,6 +55,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "harness"))
 
+import common  # noqa: E402
 import daemon  # noqa: E402
 import world as worldmod  # noqa: E402
 
@@ -683,19 +684,11 @@ def fd_kinds(pid):
         if target.startswith("socket:"):
             socks += 1
         elif os.path.basename(target) not in ("passwd", "group") and \
-                not ledger_cache_fd(target):
+                not common.ledger_cache_fd(target):
             # (nss_wrapper, the test's stand-in for /etc/passwd, keeps
             # its files open as it likes)
             files.append(target)
     return sorted(files), socks
-
-
-def ledger_cache_fd(target):
-    """The file ledger keeps the state it read open (one descriptor per
-    ledger file, possibly of a file another writer has replaced since):
-    not a leak; test_ledger_fds_bounded counts them."""
-    name = os.path.basename(target.removesuffix(" (deleted)"))
-    return name.startswith("ledger.") and "/state/" in target
 
 
 def test_ledger_fds_bounded(w):
@@ -710,7 +703,7 @@ def test_ledger_fds_bounded(w):
             target = os.readlink(f"/proc/{pid}/fd/{fd}")
         except FileNotFoundError:
             continue
-        if ledger_cache_fd(target):
+        if common.ledger_cache_fd(target):
             held.append(target)
     # the snapshot and the journal of the one open ledger, at most
     assert len(held) <= 2, held

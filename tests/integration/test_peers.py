@@ -23,6 +23,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "harness"))
 
+import common  # noqa: E402
 import daemon  # noqa: E402
 import world as worldmod  # noqa: E402
 
@@ -76,7 +77,8 @@ def fds(pid):
         except FileNotFoundError:
             continue
         if not target.startswith("socket:") and \
-                os.path.basename(target) not in ("passwd", "group"):
+                os.path.basename(target) not in ("passwd", "group") and \
+                not common.ledger_cache_fd(target):
             out.append(target)
     return sorted(out)
 
