@@ -924,6 +924,56 @@ static pg_err fn_profile(struct parser *p, const struct keydef *k,
 	return set_str(p, base, k->off, val);
 }
 
+/*
+ * The instance metadata service: http://HOST[:PORT] and nothing more.
+ * HOST is a name or IPv4 address ([A-Za-z0-9.-], 1 to 253) or a bracketed
+ * IPv6 address ([0-9A-Fa-f:.]); PORT is 1 to 65535.  Plain HTTP is how
+ * IMDS is served (link-local); no user, path, query or fragment.
+ */
+static int valid_metadata_endpoint(const char *s)
+{
+	const char *h, *q;
+	unsigned long port = 0;
+	size_t n = 0;
+
+	if (strncmp(s, "http://", 7) != 0)
+		return 0;
+	h = s + 7;
+	if (*h == '[') {
+		for (q = h + 1; is_digit(*q) || (*q >= 'a' && *q <= 'f') ||
+				(*q >= 'A' && *q <= 'F') || *q == ':' ||
+				*q == '.'; q++)
+			n++;
+		if (*q != ']' || n < 2 || n > 45 ||
+		    memchr(h + 1, ':', n) == NULL)
+			return 0;
+		q++;
+	} else {
+		for (q = h; is_alnum(*q) || *q == '.' || *q == '-'; q++)
+			n++;
+		if (n == 0 || n > 253 || !is_alnum(*h))
+			return 0;
+	}
+	if (*q == ':') {
+		n = 0;
+		for (q++; is_digit(*q) && n < 6; q++, n++)
+			port = port * 10 + (unsigned long)(*q - '0');
+		if (n == 0 || port == 0 || port > 65535)
+			return 0;
+	}
+	return *q == '\0';
+}
+
+static pg_err fn_metadata_endpoint(struct parser *p, const struct keydef *k,
+				   void *base, const char *val)
+{
+	if (!valid_metadata_endpoint(val))
+		return perr(p, p->line,
+			    "[aws] metadata_endpoint must be http://HOST[:PORT] (e.g. http://169.254.169.254 or http://[fd00:ec2::254]), without user, path or query, not '%s'",
+			    val);
+	return set_str(p, base, k->off, val);
+}
+
 static pg_err fn_base_principal(struct parser *p, const struct keydef *k,
 				void *base, const char *val)
 {
@@ -1085,6 +1135,8 @@ static const struct keydef keys_aws[] = {
 	{ "profile", K_FN, CO(aws.profile), 0, 0, fn_profile },
 	{ "ca_file", K_PATH, CO(aws.ca_file), 0, 0, NULL },
 	{ "timeout", K_DUR_MS, CO(aws.timeout_ms), 1, DUR_MAX_TIMEOUT, NULL },
+	{ "metadata_endpoint", K_FN, CO(aws.metadata_endpoint), 0, 0,
+	  fn_metadata_endpoint },
 	{ "base_principal", K_FN, CO(aws.base_principal), 0, 0,
 	  fn_base_principal },
 	{ NULL, K_STR, 0, 0, 0, NULL },
@@ -1668,6 +1720,10 @@ static pg_err finish_aws(struct parser *p)
 		return perr(p, key_line(p, "[aws] sts_endpoint"),
 			    "[aws] sts_endpoint must be https://");
 	}
+	if (c->aws.metadata_endpoint != NULL &&
+	    c->aws.credentials != PG_CREDS_INSTANCE_PROFILE)
+		return perr(p, key_line(p, "[aws] metadata_endpoint"),
+			    "[aws] metadata_endpoint is only used with credentials = instance-profile");
 	return PG_OK;
 }
 
@@ -1825,6 +1881,7 @@ void pg_config_free(pg_config *cfg)
 	free(cfg->aws.profile);
 	free(cfg->aws.ca_file);
 	free(cfg->aws.base_principal);
+	free(cfg->aws.metadata_endpoint);
 	for (i = 0; i < cfg->n_roles; i++)
 		role_free(&cfg->roles[i]);
 	free(cfg->ledger.backend);

@@ -130,6 +130,11 @@ typedef struct pg_config {
 					   (`pmpgate iam trust-policy`):
 					   arn:aws:iam::ACCOUNT:role/NAME,
 					   ...:user/NAME or ...:root */
+		char *metadata_endpoint;	/* or NULL = http://169.254.169.254:
+					   the instance metadata service,
+					   http://HOST[:PORT] (no path, user
+					   or query); only with credentials =
+					   instance-profile */
 	} aws;
 
 	pg_role_cfg roles[PG_MAX_ROLES];

@@ -404,12 +404,16 @@ check_sts(pg_worker *w, const pg_config *cfg, json_t *checks, pg_deadline dl,
 	char err[512], arn[512], detail[1024];
 	pg_err e;
 
-	e = pg_aws_creds_load(cfg, &base, err, sizeof(err));
+	e = pg_aws_creds_load_by(cfg, dl, &base, err, sizeof(err));
 	if (e != PG_OK) {
-		add_check(checks, "sts", "fail", err, "check [aws] credentials "
-			  "(file:PATH readable by the daemon's user only, "
-			  "with aws_access_key_id and aws_secret_access_key "
-			  "in the profile)", failed);
+		add_check(checks, "sts", "fail", err,
+			  cfg->aws.credentials == PG_CREDS_INSTANCE_PROFILE ?
+			  "check that the instance has an instance profile "
+			  "and that the metadata service ([aws] "
+			  "metadata_endpoint) answers IMDSv2 requests" :
+			  "check [aws] credentials (file:PATH readable by the "
+			  "daemon's user only, with aws_access_key_id and "
+			  "aws_secret_access_key in the profile)", failed);
 		goto out;
 	}
 	e = pg_sts_caller_identity(w->http, cfg, &base, dl, arn, sizeof(arn),

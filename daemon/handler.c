@@ -340,7 +340,7 @@ issue(pg_worker *w, const pg_ctx *ctx, const pg_request *req,
 		snprintf(res.request_id, sizeof(res.request_id), "cached");
 		goto commit;
 	}
-	e = pg_aws_creds_load(cfg, &base, err, sizeof(err));
+	e = pg_aws_creds_load_by(cfg, dl, &base, err, sizeof(err));
 	if (e == PG_OK)
 		e = read_policy(role->session_policy_file, &policy, err,
 				sizeof(err));

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "../core/audit.h"
+#include "../core/awscreds.h"
 #include "../core/config.h"
 #include "../core/err.h"
 #include "../core/http.h"
@@ -247,6 +248,7 @@ main(int argc, char **argv)
 		if (socket_path != NULL)
 			(void)unlink(socket_path);
 		free(socket_path);
+		pg_aws_creds_cache_clear();	/* wipes the cached base keys */
 		pg_http_global_cleanup();
 		pg_audit_close(audit);
 		pg_log(LOG_NOTICE, "stopped");

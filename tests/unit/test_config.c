@@ -189,6 +189,37 @@ static void test_base_principal_forms(void **state)
 	}
 }
 
+/* [aws] metadata_endpoint: the IMDS endpoints one may name. */
+static void test_metadata_endpoint_forms(void **state)
+{
+	static const char *const ok[] = {
+		"http://169.254.169.254",
+		"http://[fd00:ec2::254]",
+		"http://127.0.0.1:8080",
+		"http://[::1]:65535",
+		"http://imds.example-internal:80",
+	};
+	char text[1024];
+	pg_config *c;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		snprintf(text, sizeof(text), "[aws]\nmetadata_endpoint = %s\n"
+			 "region = us-east-1\ncredentials = instance-profile\n"
+			 DIR TIX ROLE, ok[i]);
+		c = load_ok(text);
+		assert_int_equal(c->aws.credentials, PG_CREDS_INSTANCE_PROFILE);
+		assert_string_equal(c->aws.metadata_endpoint, ok[i]);
+		pg_config_free(c);
+	}
+	/* Not set: NULL (the link-local default is awscreds.h's). */
+	c = load_ok("[aws]\nregion = us-east-1\ncredentials = instance-profile\n"
+		    DIR TIX ROLE);
+	assert_null(c->aws.metadata_endpoint);
+	pg_config_free(c);
+}
+
 static void test_minimal_defaults(void **state)
 {
 	pg_config *c = load_ok(MIN);
@@ -971,6 +1002,45 @@ static const struct bad_case bad_cases[] = {
 	  DIR TIX ROLE, 0, 2, "sts_endpoint must be https://" },
 	{ "bad profile", "[aws]\nprofile = a b\n" AWS_BODY DIR TIX ROLE, 0, 2,
 	  "not a profile name" },
+#define IMDS(url) "[aws]\nmetadata_endpoint = " url "\nregion = us-east-1\n" \
+	"credentials = instance-profile\n" DIR TIX ROLE
+	{ "metadata_endpoint https", IMDS("https://169.254.169.254"), 0, 2,
+	  "metadata_endpoint must be http://HOST[:PORT]" },
+	{ "metadata_endpoint no scheme", IMDS("169.254.169.254"), 0, 2,
+	  "metadata_endpoint must be http://HOST[:PORT]" },
+	{ "metadata_endpoint with a path", IMDS("http://169.254.169.254/latest"),
+	  0, 2, "metadata_endpoint must be http://HOST[:PORT]" },
+	{ "metadata_endpoint trailing slash", IMDS("http://169.254.169.254/"),
+	  0, 2, "metadata_endpoint must be http://HOST[:PORT]" },
+	{ "metadata_endpoint with a user", IMDS("http://u:p@169.254.169.254"),
+	  0, 2, "metadata_endpoint must be http://HOST[:PORT]" },
+	{ "metadata_endpoint with a query", IMDS("http://169.254.169.254?x=1"),
+	  0, 2, "metadata_endpoint must be http://HOST[:PORT]" },
+	{ "metadata_endpoint port 0", IMDS("http://127.0.0.1:0"), 0, 2,
+	  "metadata_endpoint must be http://HOST[:PORT]" },
+	{ "metadata_endpoint port too big", IMDS("http://127.0.0.1:65536"), 0, 2,
+	  "metadata_endpoint must be http://HOST[:PORT]" },
+	{ "metadata_endpoint empty port", IMDS("http://127.0.0.1:"), 0, 2,
+	  "metadata_endpoint must be http://HOST[:PORT]" },
+	{ "metadata_endpoint no host", IMDS("http://:80"), 0, 2,
+	  "metadata_endpoint must be http://HOST[:PORT]" },
+	{ "metadata_endpoint unclosed IPv6", IMDS("http://[fd00:ec2::254"), 0, 2,
+	  "metadata_endpoint must be http://HOST[:PORT]" },
+	{ "metadata_endpoint bad IPv6", IMDS("http://[fd00:ec2::zz]"), 0, 2,
+	  "metadata_endpoint must be http://HOST[:PORT]" },
+	{ "metadata_endpoint empty brackets", IMDS("http://[]"), 0, 2,
+	  "metadata_endpoint must be http://HOST[:PORT]" },
+	{ "metadata_endpoint blank", IMDS("http://169.254.169.254 x"), 0, 2,
+	  "metadata_endpoint must be http://HOST[:PORT]" },
+#undef IMDS
+	{ "metadata_endpoint with file credentials",
+	  "[aws]\nregion = us-east-1\ncredentials = file:/etc/pg/aws\n"
+	  "metadata_endpoint = http://169.254.169.254\n" DIR TIX ROLE, 0, 4,
+	  "metadata_endpoint is only used with credentials = instance-profile" },
+	{ "metadata_endpoint with env credentials",
+	  "[aws]\nmetadata_endpoint = http://169.254.169.254\n" AWS_BODY
+	  DIR TIX ROLE, 0, 2,
+	  "metadata_endpoint is only used with credentials = instance-profile" },
 
 	/* ledger */
 	{ "bad backend", "[ledger]\nbackend = sqlite\n" MIN, 0, 2,
@@ -1307,6 +1377,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_minimal_defaults),
 		cmocka_unit_test(test_base_principal_forms),
+		cmocka_unit_test(test_metadata_endpoint_forms),
 		cmocka_unit_test(test_full),
 		cmocka_unit_test(test_example),
 		cmocka_unit_test(test_presets),
