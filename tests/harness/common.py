@@ -120,6 +120,17 @@ class Proc:
             return f.read().decode("utf-8", "replace")
 
 
+def fd_targets(pid):
+    """What each open descriptor of process PID names (/proc/PID/fd)."""
+    out = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            out.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except FileNotFoundError:
+            continue
+    return out
+
+
 def ledger_cache_fd(target):
     """Is TARGET (a /proc/PID/fd link) a descriptor the file ledger keeps
     on purpose?  It holds the snapshot and journal it last read open (one

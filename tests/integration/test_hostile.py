@@ -676,11 +676,7 @@ def fd_count(pid):
 def fd_kinds(pid):
     """(descriptors that are not sockets, sockets) of process PID."""
     files, socks = [], 0
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except FileNotFoundError:
-            continue
+    for target in common.fd_targets(pid):
         if target.startswith("socket:"):
             socks += 1
         elif os.path.basename(target) not in ("passwd", "group") and \
@@ -697,14 +693,7 @@ def test_ledger_fds_bounded(w):
         assert w.daemon.request({"v": 1, "op": "decide", "role": PM,
                                  "ticket": w.alice_ticket,
                                  "user": "alice"})["status"]
-    held = []
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except FileNotFoundError:
-            continue
-        if common.ledger_cache_fd(target):
-            held.append(target)
+    held = [t for t in common.fd_targets(pid) if common.ledger_cache_fd(t)]
     # the snapshot and the journal of the one open ledger, at most
     assert len(held) <= 2, held
 

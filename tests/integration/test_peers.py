@@ -70,17 +70,10 @@ def w():
 def fds(pid):
     """The daemon's descriptors other than sockets (files, pipes, its
     signalfd): [(fd, target)] minus nss_wrapper's files."""
-    out = []
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except FileNotFoundError:
-            continue
-        if not target.startswith("socket:") and \
-                os.path.basename(target) not in ("passwd", "group") and \
-                not common.ledger_cache_fd(target):
-            out.append(target)
-    return sorted(out)
+    return sorted(t for t in common.fd_targets(pid)
+                  if not t.startswith("socket:") and
+                  os.path.basename(t) not in ("passwd", "group") and
+                  not common.ledger_cache_fd(t))
 
 
 def client_conns(w):
