@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "secret.h"
 #include "timefmt.h"
 
@@ -46,6 +47,8 @@ struct tail {
 	int found;			/* a good record */
 	unsigned long long seq;
 	char hash[PG_AUDIT_HASH_HEX + 1];
+	char sig[PG_AUDIT_SIG_B64 + 1];	/* its sig ("" if not 88 chars) */
+	int hash_ok;			/* its hash matches its content */
 	int complete_unterminated;	/* ... which lacks only its newline */
 	off_t size;
 	off_t torn_off;			/* damaged bytes: [torn_off, size) */
@@ -54,7 +57,7 @@ struct tail {
 };
 
 static int
-good_line(const char *p, size_t n, unsigned long long *seq, char *hash)
+good_line(const char *p, size_t n, struct tail *t)
 {
 	pg_audit_parsed r;
 	char err[64];
@@ -64,8 +67,12 @@ good_line(const char *p, size_t n, unsigned long long *seq, char *hash)
 	 * edit.  Only what is not a record at all is named as torn. */
 	if (pg_auditchain_parse(p, n, &r, err, sizeof(err)) != PG_OK)
 		return 0;
-	*seq = r.seq;
-	memcpy(hash, r.hash, PG_AUDIT_HASH_HEX + 1);
+	t->seq = r.seq;
+	memcpy(t->hash, r.hash, PG_AUDIT_HASH_HEX + 1);
+	t->hash_ok = r.hash_ok;
+	t->sig[0] = '\0';
+	if (strlen(r.sig) == PG_AUDIT_SIG_B64)
+		memcpy(t->sig, r.sig, PG_AUDIT_SIG_B64 + 1);
 	pg_audit_parsed_free(&r);
 	return 1;
 }
@@ -121,7 +128,7 @@ scan_tail(int fd, off_t size, const char *path, struct tail *t, char *err,
 				ls--;
 			if (ls == 0 && start > 0)
 				goto grow;
-			if (good_line(buf + ls, le - ls, &t->seq, t->hash)) {
+			if (good_line(buf + ls, le - ls, t)) {
 				t->found = 1;
 				t->complete_unterminated = 1;
 				rc = PG_OK;
@@ -137,7 +144,7 @@ scan_tail(int fd, off_t size, const char *path, struct tail *t, char *err,
 				ls--;
 			if (ls == 0 && start > 0)
 				break;		/* may start before the window */
-			if (good_line(buf + ls, le - 1 - ls, &t->seq, t->hash)) {
+			if (good_line(buf + ls, le - 1 - ls, t)) {
 				t->found = 1;
 				t->torn_off = start + (off_t)le;
 				t->torn = t->torn_off < size;
@@ -311,6 +318,27 @@ out:
 }
 
 /*
+ * A head this handle did not write (another writer's, or found at start
+ * or after a rotation) is continued whatever it is: the chain must go on,
+ * and `pmpgate audit verify` names any damage.  But a record that does
+ * not match its hash, or that this daemon's key did not sign, is worth a
+ * line in the log at once: after the signing key was replaced that is
+ * expected once; otherwise someone else wrote to the audit log.
+ */
+static void
+check_head(const pg_audit *a, const struct tail *t, const char *path)
+{
+	if (t->hash_ok && t->sig[0] != '\0' &&
+	    pg_auditchain_sig_ok(a->key, t->hash, t->sig))
+		return;
+	pg_log(LOG_WARNING, "%s: the last audit record (seq %llu) %s; the "
+	       "chain continues from it.  Unless the signing key was just "
+	       "replaced, someone else wrote to the audit log: run pmpgate "
+	       "audit verify", path, t->seq, t->hash_ok ? "is not signed "
+	       "by this daemon's key" : "does not match its hash");
+}
+
+/*
  * Under the file lock: make the head the file's real last record,
  * appending a "recovered" record for damaged bytes at its end.
  */
@@ -336,6 +364,9 @@ sync_head(pg_audit *a, char *err, size_t errlen)
 	if (rc != PG_OK)
 		return rc == PG_ENOMEM ? rc : PG_EAUDIT;
 	if (t.found) {
+		if (!a->have_head || t.seq != a->seq ||
+		    memcmp(t.hash, a->hash, sizeof(a->hash)) != 0)
+			check_head(a, &t, a->path);
 		a->seq = t.seq;
 		memcpy(a->hash, t.hash, sizeof(a->hash));
 		a->have_head = 1;
@@ -351,6 +382,7 @@ sync_head(pg_audit *a, char *err, size_t errlen)
 			if (rc != PG_OK)
 				return rc == PG_ENOMEM ? rc : PG_EAUDIT;
 			if (p.found) {
+				check_head(a, &p, "the previous audit log");
 				a->seq = p.seq;
 				memcpy(a->hash, p.hash, sizeof(a->hash));
 			}

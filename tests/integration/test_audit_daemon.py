@@ -235,3 +235,76 @@ def test_kill_9_under_load_then_restart_verifies(w):
         assert r.returncode == 0, r.stderr
     r = w.daemon.verify_audit()
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def forged_after(line, edit):
+    """A record that follows LINE in the chain, with EDIT applied, a hash
+    that matches its content and a copied (so wrong) signature: what a
+    writer without the key could append."""
+    import hashlib
+    prev = json.loads(line)
+    rec = dict(prev)
+    rec.update(seq=prev["seq"] + 1, prev=prev["hash"], user="mallory")
+    rec.update(edit)
+    body = {k: v for k, v in rec.items() if k not in ("hash", "sig")}
+    canon = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    if "hash" not in edit:
+        rec["hash"] = hashlib.sha256(
+            (rec["prev"] + "\n" + canon).encode()).hexdigest()
+    return json.dumps(rec, sort_keys=True, separators=(",", ":")) + "\n"
+
+
+@pytest.fixture(scope="module")
+def wf():
+    """A world of its own: these tests leave forged records in its log."""
+    tmp = tempfile.mkdtemp(prefix="pmpgate-audit-forged-")
+    wd = worldmod.World(tmp)
+    try:
+        wd.start()
+        yield wd
+    finally:
+        wd.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.mark.parametrize("edit,says", [
+    ({}, "is not signed by this daemon's key"),
+    ({"hash": "ab" * 32}, "does not match its hash"),
+])
+def test_a_head_someone_else_wrote_is_reported(wf, edit, says):
+    """The daemon continues the chain from whatever record ends the log,
+    but says so at once when it did not sign that record."""
+    w = wf
+    t = new_id()
+    w.ticket(t)
+    assert w.credentials("alice", PM, t).returncode == 0
+    w.daemon.stop()
+    with open(w.daemon.audit_log) as f:
+        last = f.readlines()[-1]
+    with open(w.daemon.audit_log, "a") as f:
+        f.write(forged_after(last, edit))
+    seen = w.daemon.output().count(says)
+    w.daemon.start()
+    assert w.credentials("alice", PM, t).returncode == 0
+    out = w.daemon.output()
+    assert out.count(says) == seen + 1, out[-2000:]
+    assert "run pmpgate audit verify" in out
+    r = w.daemon.verify_audit()
+    assert r.returncode == 1 and "FAIL" in r.stdout, r.stdout + r.stderr
+    # a restart after the daemon's own record says nothing
+    w.daemon.stop()
+    w.daemon.start()
+    assert w.credentials("alice", PM, t).returncode == 0
+    assert w.daemon.output().count(says) == seen + 1
+
+
+def test_own_head_is_not_reported(w):
+    t = new_id()
+    w.ticket(t)
+    assert w.credentials("alice", PM, t).returncode == 0
+    seen = w.daemon.output().count("someone else wrote to the audit log")
+    w.daemon.stop()
+    w.daemon.start()
+    assert w.credentials("alice", PM, t).returncode == 0
+    assert w.daemon.output().count(
+        "someone else wrote to the audit log") == seen
