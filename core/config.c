@@ -673,24 +673,63 @@ static pg_err fn_user_filter(struct parser *p, const struct keydef *k,
 	return set_str(p, base, k->off, val);
 }
 
+/* A value one of a fixed set of words may take, and what it means. */
+struct choice {
+	const char *word;
+	int value;
+};
+
+/*
+ * VAL as one of the N words of C (compared ignoring case when FOLD): its
+ * value in *out.  Anything else is an error naming every word:
+ * "WHAT must be A, B or C, not 'VAL'".
+ */
+static pg_err pick(struct parser *p, const char *what,
+		   const struct choice *c, size_t n, int fold, const char *val,
+		   int *out)
+{
+	char words[256] = "";
+	size_t i, len = 0;
+
+	for (i = 0; i < n; i++) {
+		if ((fold ? strcasecmp(val, c[i].word) :
+			    strcmp(val, c[i].word)) == 0) {
+			*out = c[i].value;
+			return PG_OK;
+		}
+	}
+	for (i = 0; i < n && len < sizeof(words); i++) {
+		int w = snprintf(words + len, sizeof(words) - len, "%s%s",
+				 i == 0 ? "" : i + 1 == n ? " or " : ", ",
+				 c[i].word);
+
+		if (w < 0)
+			break;
+		len += (size_t)w;
+	}
+	return perr(p, p->line, "%s must be %s, not '%s'", what, words, val);
+}
+
+#define NCHOICES(c) (sizeof(c) / sizeof((c)[0]))
+
 static pg_err fn_membership(struct parser *p, const struct keydef *k,
 			    void *base, const char *val)
 {
+	static const struct choice kinds[] = {
+		{ "member", PG_MEMBER_MEMBER },
+		{ "uniqueMember", PG_MEMBER_UNIQUEMEMBER },
+		{ "memberUid", PG_MEMBER_MEMBERUID },
+		{ "memberOf", PG_MEMBER_MEMBEROF },
+	};
 	pg_membership_kind *dst = FIELD(base, k->off);
+	int v;
+	pg_err e;
 
-	if (strcasecmp(val, "member") == 0)
-		*dst = PG_MEMBER_MEMBER;
-	else if (strcasecmp(val, "uniqueMember") == 0)
-		*dst = PG_MEMBER_UNIQUEMEMBER;
-	else if (strcasecmp(val, "memberUid") == 0)
-		*dst = PG_MEMBER_MEMBERUID;
-	else if (strcasecmp(val, "memberOf") == 0)
-		*dst = PG_MEMBER_MEMBEROF;
-	else
-		return perr(p, p->line,
-			    "[directory] group_membership must be member, uniqueMember, memberUid or memberOf, not '%s'",
-			    val);
-	return PG_OK;
+	e = pick(p, "[directory] group_membership", kinds, NCHOICES(kinds), 1,
+		 val, &v);
+	if (e == PG_OK)
+		*dst = (pg_membership_kind)v;
+	return e;
 }
 
 static pg_err fn_ldap_attr(struct parser *p, const struct keydef *k,
@@ -706,19 +745,20 @@ static pg_err fn_ldap_attr(struct parser *p, const struct keydef *k,
 static pg_err fn_provider(struct parser *p, const struct keydef *k,
 			  void *base, const char *val)
 {
+	static const struct choice providers[] = {
+		{ "servicenow", PG_TICKETS_SERVICENOW },
+		{ "jira", PG_TICKETS_JIRA },
+		{ "generic", PG_TICKETS_GENERIC },
+	};
 	pg_tickets_provider *dst = FIELD(base, k->off);
+	int v;
+	pg_err e;
 
-	if (strcmp(val, "servicenow") == 0)
-		*dst = PG_TICKETS_SERVICENOW;
-	else if (strcmp(val, "jira") == 0)
-		*dst = PG_TICKETS_JIRA;
-	else if (strcmp(val, "generic") == 0)
-		*dst = PG_TICKETS_GENERIC;
-	else
-		return perr(p, p->line,
-			    "[tickets] provider must be servicenow, jira or generic, not '%s'",
-			    val);
-	return PG_OK;
+	e = pick(p, "[tickets] provider", providers, NCHOICES(providers), 0,
+		 val, &v);
+	if (e == PG_OK)
+		*dst = (pg_tickets_provider)v;
+	return e;
 }
 
 static pg_err fn_tickets_url(struct parser *p, const struct keydef *k,
@@ -848,19 +888,16 @@ static pg_err fn_id_pattern(struct parser *p, const struct keydef *k,
 static pg_err fn_auth(struct parser *p, const struct keydef *k, void *base,
 		      const char *val)
 {
+	static const struct choice kinds[] = {
+		{ "bearer", PG_AUTH_BEARER },
+		{ "basic", PG_AUTH_BASIC },
+		{ "none", PG_AUTH_NONE },
+	};
+
 	(void)k;
 	(void)base;
-	if (strcmp(val, "bearer") == 0)
-		p->auth = PG_AUTH_BEARER;
-	else if (strcmp(val, "basic") == 0)
-		p->auth = PG_AUTH_BASIC;
-	else if (strcmp(val, "none") == 0)
-		p->auth = PG_AUTH_NONE;
-	else
-		return perr(p, p->line,
-			    "[tickets] auth must be bearer, basic or none, not '%s'",
-			    val);
-	return PG_OK;
+	return pick(p, "[tickets] auth", kinds, NCHOICES(kinds), 0, val,
+		    &p->auth);
 }
 
 static pg_err fn_sts_endpoint(struct parser *p, const struct keydef *k,
@@ -1029,11 +1066,12 @@ static pg_err fn_external_id(struct parser *p, const struct keydef *k,
 static pg_err fn_backend(struct parser *p, const struct keydef *k,
 			 void *base, const char *val)
 {
-	if (strcmp(val, "file") != 0 && strcmp(val, "etcd") != 0)
-		return perr(p, p->line,
-			    "[ledger] backend must be file or etcd, not '%s'",
-			    val);
-	return set_str(p, base, k->off, val);
+	static const struct choice kinds[] = { { "file", 0 }, { "etcd", 1 } };
+	int v;
+	pg_err e;
+
+	e = pick(p, "[ledger] backend", kinds, NCHOICES(kinds), 0, val, &v);
+	return e == PG_OK ? set_str(p, base, k->off, val) : e;
 }
 
 static pg_err fn_endpoints(struct parser *p, const struct keydef *k,

@@ -941,6 +941,9 @@ static const struct bad_case bad_cases[] = {
 	  "url = https://t.example.com/{ticket}\nid_pattern = x\n"
 	  "field.requested_for = /f\nfield.state = /s\nfield.role = /r\n",
 	  0, 0, "approved_states is required with provider = generic" },
+	{ "bad membership", "[directory]\ngroup_membership = posix\n" DIR_BODY
+	  TIX AWS ROLE, 0, 2, "group_membership must be member, uniqueMember, "
+	  "memberUid or memberOf, not 'posix'" },
 	{ "bad auth", "[tickets]\nauth = digest\n" TIX_BODY DIR AWS ROLE, 0,
 	  2, "auth must be bearer, basic or none" },
 	{ "basic without token", "[tickets]\nauth = basic\n" TIX_BODY DIR AWS
