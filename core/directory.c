@@ -1160,24 +1160,40 @@ exact_attrs(const char *tmpl, char **attrs, size_t *n, char *err,
 	return PG_OK;
 }
 
-/* *out = the first value of ATTR in ENT as a string (free()), NULL when
- * it has none or the value holds a NUL byte. */
+/* The least of N strings in byte order (NULL when N is 0): a
+ * multi-valued attribute's values come in no defined order (replicas
+ * may differ), so a name taken from one must not depend on it. */
+static const char *
+least(char *const *v, size_t n)
+{
+	const char *m = NULL;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (v[i] != NULL && (m == NULL || strcmp(v[i], m) < 0))
+			m = v[i];
+	return m;
+}
+
+/* *out = the least value of ATTR in ENT (free()), NULL when it has none
+ * (values holding a NUL byte do not count). */
 static pg_err
-first_value(pg_dir *d, LDAPMessage *ent, const char *attr, char **out,
+least_value(pg_dir *d, LDAPMessage *ent, const char *attr, char **out,
 	    char *err, size_t errlen)
 {
-	struct berval **bv = ldap_get_values_len(d->ld, ent, attr);
-	pg_err e = PG_OK;
+	char **v = NULL;
+	size_t n = 0;
+	const char *m;
+	pg_err e;
 
 	*out = NULL;
-	if (bv != NULL && bv[0] != NULL &&
-	    memchr(bv[0]->bv_val, '\0', bv[0]->bv_len) == NULL &&
-	    (*out = strndup(bv[0]->bv_val, bv[0]->bv_len)) == NULL) {
+	e = entry_values(d, ent, attr, &v, &n, err, errlen);
+	if (e == PG_OK && (m = least(v, n)) != NULL &&
+	    (*out = strdup(m)) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		e = PG_ENOMEM;
 	}
-	if (bv != NULL)
-		ldap_value_free_len(bv);
+	strv_free(v, n);
 	return e;
 }
 
@@ -1304,7 +1320,7 @@ pg_dir_find_user_entry(pg_dir *d, const char *user, pg_deadline dl,
 			goto out;
 		out->have_memberof = 1;
 	}
-	e = first_value(d, ent, exact[0], &out->name, err, errlen);
+	e = least_value(d, ent, exact[0], &out->name, err, errlen);
 out:
 	if (e != PG_OK && out != NULL)
 		pg_dir_entry_free(out);
@@ -2175,9 +2191,34 @@ expansion_dns(pg_dir_batch *b, const struct op *op, char ***list,
 		}
 		return entry_values(b->d, m, "memberOf", list, n, err, errlen);
 	}
-	if (op->lrc != LDAP_SUCCESS && op->lrc != LDAP_SIZELIMIT_EXCEEDED)
+	/*
+	 * The groups holding a DN, for a nested walk: only a complete list
+	 * will do.  A list cut by the server's size limit, or missing what
+	 * it referred to another server (referrals are not followed), could
+	 * hide the path to a conflicting group and so pass R2: an error
+	 * (the facts become UNKNOWN and the request is refused).
+	 */
+	if (op->lrc == LDAP_SIZELIMIT_EXCEEDED) {
+		snprintf(err, errlen, "%s: search under %s for the groups "
+			 "holding %s: more groups than the server's size "
+			 "limit returns; the nested walk would be incomplete "
+			 "(raise the limit for pmpgate's bind DN)",
+			 b->d->uri ? b->d->uri : "directory", op->rq.base,
+			 op->rq.filter ? op->rq.filter : "");
+		return PG_EUNAVAIL;
+	}
+	if (op->lrc != LDAP_SUCCESS)
 		return bad_result(b->d, "search under", op->rq.base, op->lrc,
 				  err, errlen);
+	if (ldap_count_references(b->d->ld, op->res) > 0) {
+		snprintf(err, errlen, "%s: search under %s: part of the answer "
+			 "is a referral to another server, which pmpgate does "
+			 "not follow; the nested walk would be incomplete "
+			 "(point [directory] uri at a server holding the "
+			 "whole base, e.g. a global catalog)",
+			 b->d->uri ? b->d->uri : "directory", op->rq.base);
+		return PG_EUNAVAIL;
+	}
 	cnt = (size_t)ldap_count_entries(b->d->ld, op->res);
 	if (cnt == 0)
 		return PG_OK;
@@ -2531,27 +2572,21 @@ out:
 
 /* ---- public: member lists (review) ------------------------------------------ */
 
-/* The attribute user_filter compares with %u: "(uid=%u)" -> "uid".
- * "uid" when the template has no "(ATTR=%u" with a plain attribute. */
+/* The attribute of user_filter's first "(ATTR=%u)" assertion: "(uid=%u)"
+ * -> "uid"; "uid" when the template has none. */
 static void
 login_attr(const char *tmpl, char *buf, size_t len)
 {
-	const char *p = tmpl, *eq, *a;
+	char *attrs[EXACT_ATTRS_MAX] = { NULL }, e[64];
+	size_t n = 0, i;
 
+	/* the attribute pg_dir_find_user_entry takes the name from */
 	snprintf(buf, len, "uid");
-	for (; tmpl != NULL && (p = strstr(p, "=%u")) != NULL; p += 3) {
-		eq = p;
-		for (a = eq; a > tmpl && (isalnum((unsigned char)a[-1]) ||
-					  a[-1] == '-' || a[-1] == '.' ||
-					  a[-1] == ';'); a--)
-			;
-		if (a == eq || a == tmpl || a[-1] != '(' ||
-		    (size_t)(eq - a) >= len)
-			continue;
-		memcpy(buf, a, (size_t)(eq - a));
-		buf[eq - a] = '\0';
-		return;
-	}
+	if (tmpl != NULL && exact_attrs(tmpl, attrs, &n, e, sizeof(e)) ==
+	    PG_OK && n > 0 && strlen(attrs[0]) < len)
+		snprintf(buf, len, "%s", attrs[0]);
+	for (i = 0; i < n; i++)
+		free(attrs[i]);
 }
 
 /* user_filter with every "%u" replaced by "*" (a wildcard, not a value):
@@ -2839,8 +2874,8 @@ members_by_dn(pg_dir *d, const char *attr, const char *group_dn,
 							       (long)i, err,
 							       errlen);
 				} else {
-					e = mlist_add(l, en.dn, en.n0 > 0 ?
-						      en.v0[0] : NULL,
+					e = mlist_add(l, en.dn,
+						      least(en.v0, en.n0),
 						      g.v[i].dn, err, errlen);
 				}
 				entry_free(&en);
@@ -2915,9 +2950,11 @@ search_entries(pg_dir *d, const char *filter, const char *attr, size_t max,
 			e = entry_values(d, m, attr, &one, &n_one, err, errlen);
 			if (e != PG_OK)
 				goto out;
-			if (n_one > 0) {
-				vv[i] = one[0];
-				one[0] = NULL;
+			if (n_one > 0 && least(one, n_one) != NULL &&
+			    (vv[i] = strdup(least(one, n_one))) == NULL) {
+				strv_free(one, n_one);
+				one = NULL;
+				goto nomem;
 			}
 			strv_free(one, n_one);
 			one = NULL;

@@ -57,11 +57,13 @@ pg_err pg_dir_find_user(pg_dir *d, const char *user, pg_deadline dl,
 /* An entry as a decision needs it: its DN and, with group_membership =
  * memberOf, the entry's memberOf values read in the same search
  * (have_memberof = 1, also when it holds none).  For a user found by
- * pg_dir_find_user_entry, name is the entry's own login name: the first
- * value of the attribute of user_filter's first (ATTR=%u) assertion, as
- * `pmpgate review` names members (NULL when the entry holds none).  It
- * is the same whichever spelling or attribute found the entry, so the
- * ledger keys a person by it. */
+ * pg_dir_find_user_entry, name is the entry's own login name: the least
+ * value (in byte order, so no server's value order matters) of the
+ * attribute of user_filter's first (ATTR=%u) assertion, as `pmpgate
+ * review` names members (NULL when the entry holds none).  It is the same
+ * whichever spelling or attribute found the entry, so the ledger keys a
+ * person by it: that attribute must be one only administrators change
+ * (uid, sAMAccountName), never one users edit themselves. */
 typedef struct pg_dir_entry {
 	char *dn;
 	char **memberof;
@@ -219,8 +221,9 @@ int pg_dn_equal(const char *a, const char *b);
  * = yes, users reached through at most max_depth nested groups count (a
  * user the decision would count is listed, and no other); a visited set
  * makes cycles harmless; at most PG_DIR_MAX_GROUPS groups are read.
- * A user's login name is the first value of the attribute user_filter
- * compares with %u ("(uid=%u)" -> uid; "uid" when none can be found).
+ * A user's login name is the least value of the attribute of user_filter's
+ * first (ATTR=%u) assertion ("(uid=%u)" -> uid; "uid" when there is
+ * none), the name pg_dir_find_user_entry gives the ledger.
  *
  * Fail closed, never a partial list: more than MAX distinct members
  * (0 = PG_DIR_MAX_MEMBERS), more groups than PG_DIR_MAX_GROUPS, or any

@@ -228,6 +228,14 @@ lookups_init(pg_dir *dir, struct lookups *l, char *err, size_t errlen)
 	}
 }
 
+/* The user's login name as the directory holds it (what memberUid
+ * groups list), else as the request gave it. */
+static const char *
+login_of(const pg_gathered *g, const pg_request *req)
+{
+	return g->user.name != NULL ? g->user.name : req->user;
+}
+
 /* The user's role group (path kept for the explanation) and the group of
  * every conflicting role. */
 static pg_err
@@ -238,7 +246,7 @@ ask_user(struct lookups *l, const pg_config *cfg, const pg_role_cfg *role,
 	pg_err e;
 
 	l->members = 1;
-	e = pg_dir_batch_member(l->b, req->user, &g->user, role->group,
+	e = pg_dir_batch_member(l->b, login_of(g, req), &g->user, role->group,
 				&l->st_group, &g->path, err, errlen);
 	for (i = 0; e == PG_OK && i < role->conflicts.n && i < PG_MAX_ROLES;
 	     i++) {
@@ -248,7 +256,8 @@ ask_user(struct lookups *l, const pg_config *cfg, const pg_role_cfg *role,
 		if (other == NULL)
 			continue;
 		l->conf_asked[i] = 1;
-		e = pg_dir_batch_member(l->b, req->user, &g->user, other->group,
+		e = pg_dir_batch_member(l->b, login_of(g, req), &g->user,
+					other->group,
 					&l->st_conf[i], NULL, err, errlen);
 	}
 	return e;
@@ -538,8 +547,18 @@ pg_gather(pg_dir *dir, pg_fetcher *fetch, pg_ledger *ledger,
 	gather_dir(dir, fetch, fetching, cfg, role, req, dl, g);
 
 	/* The ledger knows people by their entry's login name (the file
-	 * backend answers from memory: nothing to overlap). */
-	if (g->user_dn != NULL && g->user.name != NULL)
+	 * backend answers from memory: nothing to overlap).  An entry
+	 * without one cannot be told apart from another spelling of the
+	 * same person: no ledger facts, so no allow (R9). */
+	if (g->user_dn != NULL && g->user.name == NULL) {
+		f->ledger_status = PG_EPROTO;
+		snprintf(g->ledger_err, sizeof(g->ledger_err), "the directory "
+			 "entry of %s holds no value of the first (ATTR=%%u) "
+			 "attribute of [directory] user_filter, which names "
+			 "people in the ledger", req->user);
+		return;
+	}
+	if (g->user_dn != NULL)
 		g->ledger_user = g->user.name;
 	if (ledger == NULL) {
 		f->ledger_status = PG_EUNAVAIL;

@@ -275,6 +275,35 @@ def test_depth_bound(env):
     assert r.rc == 1, r
 
 
+def test_walk_cut_by_size_limit_is_an_error(own):
+    """A nested walk that the server's size limit cuts short could miss
+    the path to a conflicting group and so pass R2: it is an error, never
+    "not a member"."""
+    s = own.s
+    s.stop()
+    with open(s.conf) as f:
+        text = f.read()
+    with open(s.conf, "w") as f:
+        f.write(text.replace("maxsize 33554432",
+                             "maxsize 33554432\nsizelimit 3"))
+    s.start()
+    def groups(*ns):
+        s.add_ldif("".join(
+            f"dn: cn=many-{i},{G}\nobjectClass: groupOfNames\n"
+            f"cn: many-{i}\nmember: {person('carol')}\n\n" for i in ns))
+    # three groups hold carol (deep-12, many-0, many-1): within the limit,
+    # a plain "no"
+    groups(0, 1)
+    r = probe(own.conf(), "member", "carol", ADMIN)
+    assert r.rc == 1 and r.lines[0].startswith("member no"), r
+    # six, one of them nested in the administrators: over the limit
+    groups(2, 3, 4)
+    s.add_member(ADMIN, f"cn=many-4,{G}")
+    r = probe(own.conf(), "member", "carol", ADMIN)
+    assert r.rc not in (0, 1), r
+    assert "size limit" in r.out and "incomplete" in r.out, r
+
+
 def test_group_that_does_not_exist(env):
     r = probe(env.conf(), "member", "alice", grp("no-such-group"))
     assert r.rc == 1, r

@@ -251,6 +251,55 @@ def test_one_person_named_two_ways(w):
     time.sleep(WINDOW + 1)
 
 
+def test_ledger_name_is_the_least_login_value(w):
+    """The ledger's name for a person is the least value of the login
+    attribute, whatever order the server keeps the values in."""
+    time.sleep(WINDOW + 1)
+    w.slapd.modify(f"dn: {dn('carol')}\nchangetype: modify\n"
+                   "add: uid\nuid: a-carol\n")
+    w.slapd.add_member(worldmod.GROUPS[PM], dn("carol"))
+    try:
+        t = new_id()
+        w.ticket(t, requested_for="carol", requester="frank",
+                 approvers=["erin"])
+        ans = w.daemon.request({"v": 1, "op": "issue", "user": "carol",
+                                "role": PM, "ticket": t})
+        assert ans["status"] == "allow", ans
+        state = ""
+        for name in ("ledger.json", "ledger.journal"):
+            path = os.path.join(w.daemon.state, name)
+            if os.path.exists(path):
+                with open(path) as f:
+                    state += f.read()
+        assert '"user":"a-carol"' in state.replace(" ", ""), state[-2000:]
+    finally:
+        w.slapd.remove_member(worldmod.GROUPS[PM], dn("carol"))
+        w.slapd.modify(f"dn: {dn('carol')}\nchangetype: modify\n"
+                       "delete: uid\nuid: a-carol\n")
+    time.sleep(WINDOW + 1)
+
+
+def test_entry_without_a_login_value_is_refused(w):
+    """When the first (ATTR=%u) attribute of user_filter is missing from
+    the entry, the ledger cannot name the person: refused (R9)."""
+    w.configure(directory={"user_filter":
+                           "(&(objectClass=posixAccount)"
+                           "(|(employeeNumber=%u)(uid=%u)))"})
+    w.daemon.reload()
+    time.sleep(0.5)
+    try:
+        t = new_id()
+        w.ticket(t, requested_for="alice", approvers=["erin"])
+        ans = w.daemon.request({"v": 1, "op": "decide", "user": "alice",
+                                "role": PM, "ticket": t})
+        assert ans["status"] == "error" and ans["rules"] == ["R9"], ans
+        assert "names people in the ledger" in ans["reason"], ans
+    finally:
+        w.configure()
+        w.daemon.reload()
+        time.sleep(0.5)
+
+
 # ---- R7 ticket binding ------------------------------------------------------
 
 def test_ticket_reused_by_a_second_user(w):
