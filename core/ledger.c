@@ -241,12 +241,17 @@ reservation_free(pg_reservation *r)
 #define TMP_FILE "ledger.json.tmp"
 #define JOURNAL_FILE "ledger.journal"
 #define JOURNAL_TMP "ledger.journal.tmp"
-#define FORMAT_VERSION 1
+/* The snapshot format written; version 1 (without "compacted") is still
+ * read, as "compacted": null. */
+#define FORMAT_VERSION 2
 /* The lock file is empty and only ever opened for reading (flock needs no
  * more), so whoever created it, the daemon's user can lock it. */
 #define LOCK_MODE 0644
 /* Lowercase hex SHA-256 and its NUL. */
 #define HASH_HEX (2 * 32 + 1)
+/* A journal's id: 128 random bits as lowercase hex, and its NUL. */
+#define JID_BYTES 16
+#define JID_HEX (2 * JID_BYTES + 1)
 /* Longest reservation id in a journal operation (the front end's are 32
  * hex digits). */
 #define ID_MAX 32
@@ -303,9 +308,12 @@ typedef struct file_state {
 	int snap_fd;		/* ledger.json; -1 = it was missing */
 	struct stat snap_st;	/* its identity */
 	char snap_hash[HASH_HEX];	/* SHA-256 of its bytes */
+	/* the id of the journal whose compaction wrote it; "" = none */
+	char snap_compacted[JID_HEX];
 	int j_fd;		/* ledger.journal; -1 = none */
 	struct stat j_st;	/* as it was when last read */
-	int j_stale;		/* its header names another snapshot */
+	char j_id[JID_HEX];	/* its id, from its header */
+	int j_stale;		/* the snapshot is its compaction's */
 	off_t j_off;		/* end of the last complete line applied */
 	size_t j_ops;		/* operations applied from it */
 } file_state;
@@ -446,6 +454,19 @@ empty_state(void)
 			 "reservations");
 }
 
+/* Is S exactly N lowercase hex digits? */
+static int
+lower_hex(const char *s, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') ||
+		      (s[i] >= 'a' && s[i] <= 'f')))
+			return 0;
+	return s[n] == '\0';
+}
+
 /* The message and code for the damaged file NAME of the ledger in DIR. */
 static pg_err __attribute__((format(printf, 5, 6)))
 corrupt(const char *dir, const char *name, char *err, size_t errlen,
@@ -558,24 +579,52 @@ record_ok(enum rec kind, json_t *e, char *why, size_t whylen)
 	return 1;
 }
 
-/* Check ROOT against the version-1 format, strictly. */
+/*
+ * Check ROOT against the snapshot format, strictly: version 1, or version
+ * 2 (the keys of version 1 and "compacted").  COMPACTED receives the id of
+ * the journal whose compaction wrote it ("" for null, and for version 1).
+ */
 static pg_err
-validate(const file_ledger *fl, json_t *root, char *err, size_t errlen)
+validate(const file_ledger *fl, json_t *root, char compacted[JID_HEX],
+	 char *err, size_t errlen)
 {
-	json_t *issued, *tickets, *last, *res, *e;
+	json_t *issued, *tickets, *last, *res, *e, *comp = NULL;
 	json_int_t version;
 	json_error_t je;
 	const char *key, *d = fl->dir, *f = LEDGER_FILE;
 	char why[200];
 	size_t i;
+	int r;
 
-	if (json_unpack_ex(root, &je, JSON_STRICT, "{s:I, s:o, s:o, s:o, s:o}",
-			   "version", &version, "issued", &issued, "tickets",
-			   &tickets, "last", &last, "reservations", &res) != 0)
+	compacted[0] = '\0';
+	if (json_unpack_ex(root, &je, 0, "{s:I}", "version", &version) != 0)
 		return corrupt(d, f, err, errlen, "%s", je.text);
-	if (version != FORMAT_VERSION)
-		return corrupt(d, f, err, errlen, "version %lld, expected %d",
-			       (long long)version, FORMAT_VERSION);
+	if (version == 1)
+		r = json_unpack_ex(root, &je, JSON_STRICT,
+				   "{s:I, s:o, s:o, s:o, s:o}", "version",
+				   &version, "issued", &issued, "tickets",
+				   &tickets, "last", &last, "reservations",
+				   &res);
+	else if (version == FORMAT_VERSION)
+		r = json_unpack_ex(root, &je, JSON_STRICT,
+				   "{s:I, s:o, s:o, s:o, s:o, s:o}", "version",
+				   &version, "issued", &issued, "tickets",
+				   &tickets, "last", &last, "reservations",
+				   &res, "compacted", &comp);
+	else
+		return corrupt(d, f, err, errlen, "version %lld, expected 1 or "
+			       "%d", (long long)version, FORMAT_VERSION);
+	if (r != 0)
+		return corrupt(d, f, err, errlen, "%s", je.text);
+	if (comp != NULL && !json_is_null(comp)) {
+		if (!json_is_string(comp) ||
+		    json_string_length(comp) != JID_HEX - 1 ||
+		    !lower_hex(json_string_value(comp), JID_HEX - 1))
+			return corrupt(d, f, err, errlen, "compacted: neither "
+				       "null nor a journal id (%d lowercase hex "
+				       "digits)", JID_HEX - 1);
+		memcpy(compacted, json_string_value(comp), JID_HEX);
+	}
 	if (!json_is_array(issued) || !json_is_object(tickets) ||
 	    !json_is_array(last) || !json_is_array(res))
 		return corrupt(d, f, err, errlen, "issued, last and "
@@ -956,13 +1005,17 @@ hash_hex(const char *buf, size_t len, char out[HASH_HEX])
 }
 
 /*
- * Read and validate the snapshot; a missing file is an empty ledger.  *FDP
- * receives the open descriptor of the file read (-1 for a missing one),
- * HASH the SHA-256 of its bytes ("" for a missing one).
+ * Read and validate the snapshot; a missing file is an empty ledger (the
+ * caller decides whether it may be missing).  *FDP receives the open
+ * descriptor of the file read (-1 for a missing one), HASH the SHA-256 of
+ * its bytes ("" for a missing one), COMPACTED its "compacted" ("" for
+ * null or a missing file).  *OUT holds the records (and "version"), not
+ * "compacted": dump_state writes that anew.
  */
 static pg_err
 read_state(const file_ledger *fl, int dfd, json_t **out, int *fdp,
-	   char hash[HASH_HEX], char *err, size_t errlen)
+	   char hash[HASH_HEX], char compacted[JID_HEX], char *err,
+	   size_t errlen)
 {
 	json_error_t je;
 	struct stat st;
@@ -975,6 +1028,7 @@ read_state(const file_ledger *fl, int dfd, json_t **out, int *fdp,
 	*out = NULL;
 	*fdp = -1;
 	hash[0] = '\0';
+	compacted[0] = '\0';
 	rc = open_file(fl, dfd, LEDGER_FILE, O_RDONLY, 0, &fd, err, errlen);
 	if (rc == PG_ENOTFOUND) {
 		if ((*out = empty_state()) == NULL) {
@@ -1008,8 +1062,9 @@ read_state(const file_ledger *fl, int dfd, json_t **out, int *fdp,
 			     je.text, (long)je.line);
 		goto out;
 	}
-	if ((rc = validate(fl, root, err, errlen)) != PG_OK)
+	if ((rc = validate(fl, root, compacted, err, errlen)) != PG_OK)
 		goto out;
+	(void)json_object_del(root, "compacted");	/* absent in version 1 */
 	if (hash_hex(buf, len, hash) != 0) {
 		snprintf(err, errlen, "ledger: cannot compute SHA-256");
 		rc = PG_EINTERNAL;
@@ -1027,14 +1082,26 @@ out:
 	return rc;
 }
 
-/* The state as ledger.json holds it: compact, keys sorted, one newline.
- * NULL when out of memory. */
+/*
+ * The state ROOT as ledger.json holds it, in the format version written,
+ * naming COMPACTED (NULL: null) as the journal whose operations it holds:
+ * compact, keys sorted, one newline.  NULL when out of memory.
+ */
 static char *
-dump_state(json_t *root, size_t *len)
+dump_state(json_t *root, const char *compacted, size_t *len)
 {
-	char *text, *buf;
+	char *text = NULL, *buf;
+	json_t *doc;
 
-	if ((text = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS)) == NULL)
+	/* A shallow copy: the records are shared, not copied. */
+	if ((doc = json_copy(root)) != NULL &&
+	    json_object_set_new(doc, "version",
+				json_integer(FORMAT_VERSION)) == 0 &&
+	    json_object_set_new(doc, "compacted", compacted != NULL ?
+				json_string(compacted) : json_null()) == 0)
+		text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(doc);
+	if (text == NULL)
 		return NULL;
 	*len = strlen(text);
 	if ((buf = realloc(text, *len + 2)) == NULL) {
@@ -1251,16 +1318,18 @@ out:
 	return ok ? 0 : -1;
 }
 
-/* Parse the header line LINE (LEN bytes, without its newline) into HASH.
- * 0, or -1 with the reason in WHY. */
+/*
+ * Parse the header line LINE (LEN bytes, without its newline),
+ * {"id": ID, "snapshot": HASH}, into HASH (the SHA-256 of the snapshot
+ * the journal follows) and ID (the journal's own).  0, or -1 with the
+ * reason in WHY.
+ */
 static int
-parse_header(const char *line, size_t len, char hash[HASH_HEX], char *why,
-	     size_t whylen)
+parse_header(const char *line, size_t len, char hash[HASH_HEX],
+	     char id[JID_HEX], char *why, size_t whylen)
 {
 	json_error_t je;
-	const char *s = NULL;
-	json_t *root;
-	size_t i;
+	json_t *root, *h = NULL, *j = NULL;
 	int ok = 0;
 
 	root = json_loadb(line, len, JSON_REJECT_DUPLICATES, &je);
@@ -1268,23 +1337,25 @@ parse_header(const char *line, size_t len, char hash[HASH_HEX], char *why,
 		snprintf(why, whylen, "header: %s", je.text);
 		return -1;
 	}
-	if (json_unpack_ex(root, &je, JSON_STRICT, "{s:s}", "snapshot",
-			   &s) != 0) {
+	if (json_unpack_ex(root, &je, JSON_STRICT, "{s:o, s:o}", "id", &j,
+			   "snapshot", &h) != 0) {
 		snprintf(why, whylen, "header: %s", je.text);
 		goto out;
 	}
-	if (strlen(s) != HASH_HEX - 1) {
-		snprintf(why, whylen, "header: not a SHA-256");
+	if (!json_is_string(h) || json_string_length(h) != HASH_HEX - 1 ||
+	    !lower_hex(json_string_value(h), HASH_HEX - 1)) {
+		snprintf(why, whylen, "header: snapshot is not a lowercase hex "
+			 "SHA-256");
 		goto out;
 	}
-	for (i = 0; s[i] != '\0'; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') ||
-		      (s[i] >= 'a' && s[i] <= 'f'))) {
-			snprintf(why, whylen, "header: not a lowercase hex "
-				 "SHA-256");
-			goto out;
-		}
-	memcpy(hash, s, HASH_HEX);
+	if (!json_is_string(j) || json_string_length(j) != JID_HEX - 1 ||
+	    !lower_hex(json_string_value(j), JID_HEX - 1)) {
+		snprintf(why, whylen, "header: id is not %d lowercase hex "
+			 "digits", JID_HEX - 1);
+		goto out;
+	}
+	memcpy(hash, json_string_value(h), HASH_HEX);
+	memcpy(id, json_string_value(j), JID_HEX);
 	ok = 1;
 out:
 	json_decref(root);
@@ -1566,6 +1637,8 @@ state_init(file_state *s)
 	memset(&s->snap_st, 0, sizeof(s->snap_st));
 	memset(&s->j_st, 0, sizeof(s->j_st));
 	s->snap_hash[0] = '\0';
+	s->snap_compacted[0] = '\0';
+	s->j_id[0] = '\0';
 	s->j_stale = 0;
 	s->j_off = 0;
 	s->j_ops = 0;
@@ -1586,10 +1659,13 @@ state_reset(file_state *s)
 
 /*
  * Read the state from the start: the snapshot, then the journal's
- * operations when its header names the snapshot's SHA-256.  A journal
- * naming another snapshot is stale (see ledger.h) and ignored, unless
- * ledger.json was replaced while it was read: a compaction renamed a new
- * snapshot and then a new journal in between; then read again.
+ * operations when its header names the snapshot's SHA-256 (and the
+ * snapshot does not name the journal as compacted).  A journal the
+ * snapshot names as compacted is stale (see ledger.h) and ignored.  Any
+ * other journal is damage, as is a journal without a snapshot: refused,
+ * unless ledger.json was created or replaced while it was read (a first
+ * writer, or a compaction that renamed a new snapshot and then a new
+ * journal in between); then read again.
  * rw held for writing; on an error nothing is cached.
  */
 static pg_err
@@ -1597,6 +1673,7 @@ state_load(file_ledger *fl, int dfd, char *err, size_t errlen)
 {
 	file_state *s = &fl->st;
 	char *buf = NULL, hash[HASH_HEX], why[256];
+	int follows, compacted;
 	const char *nl;
 	size_t len = 0, used, hl;
 	pg_err rc = PG_OK;
@@ -1607,7 +1684,7 @@ state_load(file_ledger *fl, int dfd, char *err, size_t errlen)
 		free(buf);
 		buf = NULL;
 		rc = read_state(fl, dfd, &s->root, &s->snap_fd, s->snap_hash,
-				err, errlen);
+				s->snap_compacted, err, errlen);
 		if (rc != PG_OK)
 			goto out;
 		if (s->snap_fd >= 0 && fstat(s->snap_fd, &s->snap_st) != 0) {
@@ -1648,16 +1725,40 @@ state_load(file_ledger *fl, int dfd, char *err, size_t errlen)
 			goto out;
 		}
 		hl = (size_t)(nl - buf) + 1;
-		if (parse_header(buf, hl - 1, hash, why, sizeof(why)) != 0) {
+		if (parse_header(buf, hl - 1, hash, s->j_id, why,
+				 sizeof(why)) != 0) {
 			rc = corrupt(fl->dir, JOURNAL_FILE, err, errlen, "%s",
 				     why);
 			goto out;
 		}
-		if (s->snap_fd < 0 || strcmp(hash, s->snap_hash) != 0) {
+		follows = s->snap_fd >= 0 && strcmp(hash, s->snap_hash) == 0;
+		compacted = s->snap_fd >= 0 &&
+			    strcmp(s->j_id, s->snap_compacted) == 0;
+		if (!follows || compacted) {
 			if (!name_unchanged(dfd, LEDGER_FILE, s->snap_fd,
 					    &s->snap_st))
-				continue;	/* compacted meanwhile */
-			s->j_stale = 1;
+				continue;	/* written meanwhile */
+			if (s->snap_fd < 0)
+				rc = corrupt(fl->dir, JOURNAL_FILE, err, errlen,
+					     "%s is missing, so the journal's "
+					     "operations have no snapshot to "
+					     "follow", LEDGER_FILE);
+			else if (follows)
+				rc = corrupt(fl->dir, JOURNAL_FILE, err, errlen,
+					     "%s is the snapshot it follows and "
+					     "also names it as compacted "
+					     "(contradictory)", LEDGER_FILE);
+			else if (!compacted)
+				rc = corrupt(fl->dir, JOURNAL_FILE, err, errlen,
+					     "it follows another %s (SHA-256 "
+					     "%.16s...), and the present one "
+					     "(%.16s...) was not written by its "
+					     "compaction: %s was replaced or "
+					     "restored without its journal",
+					     LEDGER_FILE, hash, s->snap_hash,
+					     LEDGER_FILE);
+			else
+				s->j_stale = 1;	/* its compaction's snapshot */
 			goto out;
 		}
 		s->j_off = (off_t)hl;
@@ -1773,28 +1874,52 @@ typedef struct txn {
 
 /*
  * Start a new journal (rw held for writing, lock held).  When SNAPSHOT,
- * first write the state as the new ledger.json, unless those are exactly
- * the bytes it holds (then a crash before the journal's rename leaves the
- * old journal, which still applies to them: nothing is lost or counted
- * twice).  Then ledger.journal with a header naming ledger.json's
- * SHA-256.  Both through replace_file (temp file, fsync, rename,
- * directory fsync): a crash between the two renames leaves a journal
- * naming the old snapshot, stale, whose operations the new one holds.
- * On an error the caller drops the cached state.
+ * first write the state as the new ledger.json, naming as "compacted" the
+ * journal whose operations the state holds last: the current one when it
+ * applies (a compaction), else the one the snapshot read named (none for
+ * a new ledger).  That is skipped when those are exactly the bytes
+ * ledger.json holds (nothing would change).  Since the snapshot names
+ * the journal it compacted, a compaction never finds them so: it only
+ * compacts a journal that applies, and the snapshot a journal applies to
+ * never names it (state_load refuses that as damage), so the new bytes
+ * differ in "compacted" at least; a journal's header therefore never
+ * matches a later snapshot than its own.  Then ledger.journal with a
+ * header naming ledger.json's SHA-256 and a new random id.  Both
+ * through replace_file (temp file, fsync, rename,
+ * directory fsync): a crash between the two renames leaves the old
+ * journal with a snapshot that names it as compacted: stale, its
+ * operations are in the snapshot.  On an error the caller drops the
+ * cached state.
  */
 static pg_err
 journal_start(txn *t, int snapshot, char *err, size_t errlen)
 {
 	file_ledger *fl = t->fl;
 	file_state *s = &fl->st;
-	char *buf = NULL, hash[HASH_HEX], header[HASH_HEX + 32];
+	char *buf = NULL, hash[HASH_HEX], header[HASH_HEX + JID_HEX + 32];
+	char id[JID_HEX];
+	const char *compacted;
+	unsigned char rnd[JID_BYTES];
 	struct stat st;
-	size_t len = 0;
+	size_t len = 0, i;
 	pg_err rc = PG_OK;
 	int fd = -1;
 
+	if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+		snprintf(err, errlen, "ledger: no random bytes for a journal "
+			 "id");
+		rc = PG_EINTERNAL;
+		goto out;
+	}
+	for (i = 0; i < sizeof(rnd); i++)
+		snprintf(id + 2 * i, 3, "%02x", rnd[i]);
 	if (snapshot) {
-		if ((buf = dump_state(s->root, &len)) == NULL) {
+		if (s->j_fd >= 0 && !s->j_stale)
+			compacted = s->j_id;
+		else
+			compacted = s->snap_compacted[0] != '\0' ?
+				    s->snap_compacted : NULL;
+		if ((buf = dump_state(s->root, compacted, &len)) == NULL) {
 			snprintf(err, errlen, "ledger: out of memory");
 			rc = PG_ENOMEM;
 			goto out;
@@ -1821,10 +1946,16 @@ journal_start(txn *t, int snapshot, char *err, size_t errlen)
 			fd = -1;
 			s->snap_st = st;
 			memcpy(s->snap_hash, hash, HASH_HEX);
+			/* COMPACTED is s->j_id, s->snap_compacted or NULL */
+			if (compacted == NULL)
+				s->snap_compacted[0] = '\0';
+			else if (compacted != s->snap_compacted)
+				memcpy(s->snap_compacted, compacted, JID_HEX);
 		}
 	}
 	len = (size_t)snprintf(header, sizeof(header),
-			       "{\"snapshot\":\"%s\"}\n", s->snap_hash);
+			       "{\"id\":\"%s\",\"snapshot\":\"%s\"}\n", id,
+			       s->snap_hash);
 	rc = replace_file(fl, t->dfd, JOURNAL_TMP, JOURNAL_FILE, header, len,
 			  &fd, err, errlen);
 	if (rc != PG_OK)
@@ -1840,6 +1971,7 @@ journal_start(txn *t, int snapshot, char *err, size_t errlen)
 	s->j_fd = fd;
 	fd = -1;
 	s->j_st = st;
+	memcpy(s->j_id, id, JID_HEX);
 	s->j_stale = 0;
 	s->j_off = (off_t)len;
 	s->j_ops = 0;

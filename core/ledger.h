@@ -98,17 +98,21 @@
  *                    dead writer's and removed).
  * The state is the snapshot with the journal's operations applied in
  * order, by the same code that applies them when they are made, so every
- * process reading the files judges alike.  A missing ledger.json is an
- * empty ledger (a new installation); a missing ledger.journal an empty
- * journal.
+ * process reading the files judges alike.  Neither file present is an
+ * empty ledger (a new installation); ledger.json without ledger.journal is
+ * the snapshot's state.  ledger.journal without ledger.json is damage
+ * (below), whatever the journal holds, even only its header: writers
+ * never remove ledger.json and write it before any journal, so its
+ * absence means it was removed, and the history it held is unknown.
  *
  * A write (reserve, commit, release): a process-wide mutex, then flock on a
  * descriptor opened for this operation (waiting at most
  * PG_LEDGER_LOCK_WAIT_MS); read the operations appended since this handle
  * last looked; when there is no journal, or it is stale (below), start
- * one: write the snapshot first if there is none, then the journal's
- * header; when the journal holds PG_LEDGER_JOURNAL_MAX_OPS operations or
- * PG_LEDGER_JOURNAL_MAX_BYTES bytes, compact it (below); cut off a torn
+ * one: write the snapshot first if there is none (and so no journal),
+ * then the journal's header; when the journal holds
+ * PG_LEDGER_JOURNAL_MAX_OPS operations or PG_LEDGER_JOURNAL_MAX_BYTES
+ * bytes, compact it (below); cut off a torn
  * last line (below); judge; append the operation as one line with one
  * write(2) (O_APPEND); unlock.  A commit, the record of an issuance, is
  * then fdatasync'd: only the journal, no rename and no directory sync
@@ -133,28 +137,59 @@
  * ledger damaged, as does a journal whose first line is not a header.
  *
  * Compaction: under the lock, the state (records that lapsed dropped)
- * becomes the new ledger.json (temp file, fsync, rename, directory fsync;
- * skipped when those are exactly the bytes it holds), then a new journal
- * holding only its header replaces ledger.journal (temp file, fsync,
+ * becomes the new ledger.json, naming the journal it compacts in
+ * "compacted" (temp file, fsync, rename, directory fsync; skipped when
+ * those are exactly the bytes it holds, which a compaction never finds:
+ * the snapshot a journal follows never names that journal, so the new
+ * bytes differ in "compacted" at least), then a new journal holding only
+ * its header, with a new id, replaces ledger.journal (temp file, fsync,
  * rename, directory fsync).  A crash between the two renames leaves the
  * new snapshot with the old journal: that journal is stale, see below.
  *
- * Stale journal: the header names the SHA-256 of the exact bytes of the
- * ledger.json it follows.  A journal whose header names other bytes (or
- * any journal when ledger.json is missing) is stale: it is ignored (the
- * state is the snapshot's) and the next writer replaces it.  Why that is
- * safe: writers create journals only right after the snapshot they name
- * is on disk, and replace ledger.json only by compaction, which writes a
- * new journal right after.  So a journal that names another snapshot is
- * one whose compaction was interrupted between its two renames, and its
- * operations are all in the snapshot already (applying them again would
- * count them twice); and since a compaction that would write the same
- * bytes again writes no snapshot, a journal's header can never match a
- * later snapshot than its own.  A ledger.json edited or restored by hand
- * makes the journal stale too: its operations are then lost, as they
- * would be with any older copy of the ledger.  Back the directory up with
- * the lock held (e.g. flock ledger.lock cp -a ...), so that the copy of
- * the journal belongs to the copy of the snapshot.
+ * Which journal applies: each journal's header names the SHA-256 of the
+ * exact bytes of the ledger.json it follows and the journal's own id (128
+ * random bits, from RAND_bytes, fresh for every journal); a snapshot
+ * written by a compaction names the id of the journal it compacted
+ * ("compacted"; null when it compacted none).  With ledger.json present:
+ *   - the header names its SHA-256 and it does not name the journal as
+ *     compacted: the journal applies (the state is the snapshot with the
+ *     journal's operations);
+ *   - it names the journal as compacted and the header names other bytes:
+ *     the journal is STALE, ignored (the state is the snapshot's), and
+ *     the next writer replaces it, leaving ledger.json as it is;
+ *   - anything else (the header names other bytes and the snapshot does
+ *     not name the journal; or, which no writer produces, both match):
+ *     the ledger is damaged (PG_EPROTO, R9), and neither file is written.
+ * Why stale is safe: ledger.json names a journal only when a compaction
+ * wrote it from a state that held all of that journal's operations
+ * (applied under the lock, after cutting a torn tail, which was never
+ * acknowledged); ids are random and fresh, so no other journal bears
+ * that id.  So a stale journal is exactly one whose compaction was
+ * interrupted between its two renames, and applying it again would count
+ * its operations twice.  Why everything else is refused: a journal that
+ * neither follows the snapshot nor was compacted into it holds
+ * operations the snapshot may lack (acknowledged issuances, bindings);
+ * ledger.json was deleted, replaced, edited, or restored from an older
+ * copy or another ledger, and dropping the journal would silently forget
+ * what it records (a ticket bound to one user would become free for
+ * another).  Since every snapshot but a new ledger's names a distinct
+ * random id, a journal's header can never match a later snapshot than
+ * its own.  A journal whose header has no id is refused as damaged: it
+ * could not be told from one whose snapshot was replaced.
+ *
+ * Backups and restores: copy both files together with the lock held
+ * (e.g. flock ledger.lock tar -cf ... ledger.json ledger.journal), so
+ * that the copy of the journal belongs to the copy of the snapshot.
+ * Restoring ledger.json alone from an older copy (or deleting it) makes
+ * the ledger refuse every request until an operator restores BOTH files
+ * from one such copy (what the copy does not hold is then forgotten, as
+ * with any older copy), puts the matching ledger.json back, or removes
+ * ledger.journal deliberately (its operations are then forgotten; the
+ * state is the snapshot's).  The journal alone cannot be checked that
+ * way: a missing ledger.journal is an empty journal, and an older copy of
+ * it put back (a prefix of the current one, or the journal the snapshot
+ * compacted) reads as a consistent ledger without what came later; never
+ * restore or remove one file alone by accident.
  *
  * Each handle keeps the state it last read, parsed and checked, with
  * descriptors of both files held open (so their inodes cannot be reused),
@@ -177,9 +212,11 @@
  * appended line and the reading back of it (plus, for a commit, one
  * fdatasync).
  *
- * Snapshot format, version 1 (all times epoch seconds; objects have exactly
+ * Snapshot format, version 2 (all times epoch seconds; objects have exactly
  * these keys, no others):
- *   {"version": 1,
+ *   {"version": 2,
+ *    "compacted": ID or null,  (the journal whose compaction wrote it: 32
+ *                               lowercase hex digits)
  *    "issued": [{"user": S, "role": S, "ticket": S, "ts": N,
  *                "expiration": N, "access_key_id": S}, ...],
  *    "tickets": {TICKET: {"user": S, "role": S, "first": N, "last": N,
@@ -188,9 +225,14 @@
  *    "reservations": [{"id": S, "user": S, "role": S, "ticket": S,
  *                      "ts": N, "expires": N, "pid": N, "start": N,
  *                      "boot_id": S, "pidns": N}, ...]}
+ * Written compact with keys sorted, one newline at the end.  Version 1,
+ * the same without "compacted", is still read (as "compacted": null) and
+ * stays as it is until a compaction writes version 2.
  * Journal format: the header, then one operation per line, each line one
- * JSON object with exactly one key and the keys shown, nothing else:
- *   {"snapshot": "<lowercase hex SHA-256 of ledger.json's bytes>"}
+ * JSON object with exactly the keys shown, nothing else (an operation has
+ * exactly one key):
+ *   {"id": "<32 lowercase hex digits: this journal's id>",
+ *    "snapshot": "<lowercase hex SHA-256 of the ledger.json it follows>"}
  *   {"reserve": {...a reservation, as in "reservations" above...}}
  *   {"commit": {"id": S, "user": S, "role": S, "ticket": S, "ts": N,
  *               "expiration": N, "access_key_id": S}}
@@ -207,9 +249,10 @@
  *
  * A ledger whose snapshot or journal cannot be read or parsed, has another
  * version, a missing or extra key, a value of the wrong type, duplicate
- * keys, a negative number, or is a symbolic link or not a regular file, is
- * refused with an error (R9): it never allows and is never reset.  Whoever
- * repairs it decides what its history was.
+ * keys, a negative number, or is a symbolic link or not a regular file, or
+ * whose journal neither follows the snapshot nor is named by it (above),
+ * is refused with an error (R9): it never allows and is never reset.
+ * Whoever repairs it decides what its history was.
  *
  * ---- The etcd backend ------------------------------------------------------
  *

@@ -11,7 +11,10 @@ the ledger's own lock until all of them have started, so that they really
 contend (etcd has no such lock: all its rounds run free).
 """
 import fcntl
+import hashlib
+import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -405,18 +408,47 @@ def _read(path):
         return f.read()
 
 
+def _header(lg):
+    """The journal's header: (id, snapshot hash)."""
+    head = json.loads(_read(_journal(lg)).split(b"\n", 1)[0])
+    assert sorted(head) == ["id", "snapshot"], head
+    assert re.fullmatch(r"[0-9a-f]{32}", head["id"]), head
+    return head["id"], head["snapshot"]
+
+
+def _snapshot(lg):
+    return os.path.join(lg.path, "ledger.json")
+
+
+def _assert_refused(lg, want, files):
+    """Every process refuses (exit 3) saying the journal is damaged and
+    WANT; FILES ({path: bytes or None}) are left as they were."""
+    for args in (("reserve", "bob", PM, "T1"), ("reserve", "bob", PM, "T2"),
+                 ("facts", "alice", PM, "T1"), ("last", "alice", PM)):
+        p = lg.run(*args)
+        assert p.returncode == 3, (args, p.stdout, p.stderr)
+        assert "ledger.journal is damaged" in p.stderr, p.stderr
+        assert want in p.stderr, p.stderr
+        assert "ok" not in p.stdout
+    for path, content in files.items():
+        if content is None:
+            assert not os.path.lexists(path), path
+        else:
+            assert _read(path) == content, path
+
+
 def test_journal_layout(tmp):
-    """An issuance leaves the snapshot and a journal: a header naming the
-    snapshot's SHA-256, then one line per operation."""
-    import hashlib
-    import json
+    """An issuance leaves the snapshot (format version 2, compacting no
+    journal) and a journal: a header naming the snapshot's SHA-256 and the
+    journal's id, then one line per operation."""
     lg = Ledger(tmp, "layout")
     assert outcome(astuple(lg.reserve("alice", PM, "T1"))) == "ok"
     snap = _read(os.path.join(lg.path, "ledger.json"))
+    doc = json.loads(snap)
+    assert doc["version"] == 2 and doc["compacted"] is None, doc
     lines = _read(_journal(lg)).split(b"\n")
     assert lines[-1] == b"" and len(lines) == 4, lines
-    assert json.loads(lines[0]) == {
-        "snapshot": hashlib.sha256(snap).hexdigest()}
+    assert _header(lg)[1] == hashlib.sha256(snap).hexdigest()
     assert list(json.loads(lines[1])) == ["reserve"]
     commit = json.loads(lines[2])["commit"]
     assert (commit["user"], commit["role"], commit["ticket"]) == \
@@ -479,13 +511,59 @@ def test_symlinked_journal_refuses(tmp):
         assert p.returncode == 2 and "symbolic link" in p.stderr, p.stderr
 
 
+def test_deleted_snapshot_refuses(tmp):
+    """ledger.json deleted while the journal holds issuances: refused by
+    every process, not read as an empty ledger (bob would be let through
+    with alice's ticket, and her issuance dropped); the journal is left as
+    it is, and with the snapshot back the history is whole."""
+    lg = Ledger(tmp, "nosnap")
+    assert outcome(astuple(lg.reserve("alice", PM, "T1"))) == "ok"
+    snap = _read(_snapshot(lg))
+    journal = _read(_journal(lg))
+    os.unlink(_snapshot(lg))
+    _assert_refused(lg, "ledger.json is missing",
+                    {_snapshot(lg): None, _journal(lg): journal})
+    with open(_snapshot(lg), "wb") as f:
+        f.write(snap)
+    assert outcome(astuple(lg.reserve("bob", PM, "T1"))) == "R7"
+    assert lg.facts("bob", PM, "T1")["bound_user"] == "alice"
+
+
+def test_replaced_snapshot_refuses(tmp):
+    """ledger.json replaced by one its journal does not follow (edited by
+    hand, or another ledger's that folded another journal in): refused by
+    every process, neither file touched."""
+    lg = Ledger(tmp, "replaced")
+    assert outcome(astuple(lg.reserve("alice", PM, "T1"))) == "ok"
+    snap = _read(_snapshot(lg))
+    journal = _read(_journal(lg))
+    doc = json.loads(snap)
+    edited = dict(doc, last=[{"role": PM, "ts": 1, "user": "mallory"}])
+    foreign = dict(doc, compacted=os.urandom(16).hex())
+    for other in (edited, foreign):
+        text = json.dumps(other, sort_keys=True,
+                          separators=(",", ":")).encode() + b"\n"
+        with open(_snapshot(lg), "wb") as f:
+            f.write(text)
+        _assert_refused(lg, "without its journal",
+                        {_snapshot(lg): text, _journal(lg): journal})
+    with open(_snapshot(lg), "wb") as f:
+        f.write(snap)
+    assert outcome(astuple(lg.reserve("bob", PM, "T1"))) == "R7"
+
+
 def test_compaction_across_processes(tmp):
     """One process records more operations than the journal holds (it is
     compacted into the snapshot on the way); other processes, one of them
-    having read the journal before, see every issuance."""
+    having read the journal before, see every issuance.  The snapshot
+    names a journal it compacted; the one from before, put back alone, is
+    refused; both files put back from one copy are the ledger as it was."""
     lg = Ledger(tmp, "compact")
     assert outcome(astuple(lg.reserve("alice", PM, "T1"))) == "ok"
     assert lg.facts("alice", ADMIN)["conflict_role"] == PM
+    old_snap = _read(_snapshot(lg))
+    old_journal = _read(_journal(lg))
+    old_id = _header(lg)[0]
     n = 2100                 # 4200 operations: over the bound of 4096
     p = subprocess.Popen(lg.argv("bench", str(n)), stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
@@ -498,3 +576,25 @@ def test_compaction_across_processes(tmp):
         assert (f["bound_user"], f["uses"]) == (f"b{i}", "1"), (i, f)
     assert lg.facts("alice", ADMIN)["conflict_role"] == PM
     assert outcome(astuple(lg.reserve("alice", ADMIN, "T2"))) == "R6"
+    snap = _read(_snapshot(lg))
+    doc = json.loads(snap)
+    assert doc["version"] == 2, doc
+    assert re.fullmatch(r"[0-9a-f]{32}", doc["compacted"]), doc
+    new_id, new_hash = _header(lg)
+    assert new_hash == hashlib.sha256(snap).hexdigest()
+    # 4202 operations, under twice either bound: compacted once, the
+    # journal alice's issuance started
+    assert doc["compacted"] == old_id and new_id != old_id, (doc, new_id)
+
+    # the snapshot from before the compaction put back alone: refused
+    journal = _read(_journal(lg))
+    with open(_snapshot(lg), "wb") as f:
+        f.write(old_snap)
+    _assert_refused(lg, "without its journal",
+                    {_snapshot(lg): old_snap, _journal(lg): journal})
+    # both files from before: the ledger as it was then (bench's gone)
+    with open(_journal(lg), "wb") as f:
+        f.write(old_journal)
+    f = lg.facts("x", PM, f"B{p.pid}-0")
+    assert (f["bound_user"], f["uses"]) == ("-", "0"), f
+    assert lg.facts("alice", ADMIN)["conflict_role"] == PM

@@ -199,17 +199,85 @@ replace_with(const char *path, const char *text, size_t len)
 	assert_int_equal(rename(tmp, path), 0);
 }
 
-/* The journal's header must name the snapshot's SHA-256. */
+/* Is S exactly N lowercase hex digits? */
+static int
+is_lower_hex(const char *s, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') ||
+		      (s[i] >= 'a' && s[i] <= 'f')))
+			return 0;
+	return s[n] == '\0';
+}
+
+/* The journal's id, from its header (which must be one: an id and the
+ * snapshot's hash, nothing else). */
+static void
+journal_id(const env *e, char id[33])
+{
+	char path[256];
+	json_error_t je;
+	json_t *h;
+	const char *s;
+	size_t len;
+	char *text, *nl;
+
+	path_in(e, "ledger.journal", path, sizeof(path));
+	text = slurp(path, &len);
+	nl = strchr(text, '\n');
+	assert_non_null(nl);
+	h = json_loadb(text, (size_t)(nl - text), JSON_REJECT_DUPLICATES, &je);
+	assert_non_null(h);
+	assert_int_equal(json_object_size(h), 2);
+	s = json_string_value(json_object_get(h, "id"));
+	assert_non_null(s);
+	if (!is_lower_hex(s, 32))
+		fail_msg("journal id %s is not 32 lowercase hex digits", s);
+	memcpy(id, s, 33);
+	json_decref(h);
+	free(text);
+}
+
+/* The "compacted" of the snapshot, which must be format version 2: "" for
+ * null. */
+static void
+snapshot_compacted(const env *e, char out[33])
+{
+	char path[256];
+	json_error_t je;
+	json_t *root, *c;
+
+	path_in(e, "ledger.json", path, sizeof(path));
+	root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+	assert_non_null(root);
+	assert_int_equal(json_integer_value(json_object_get(root, "version")),
+			 2);
+	c = json_object_get(root, "compacted");
+	assert_non_null(c);
+	out[0] = '\0';
+	if (!json_is_null(c)) {
+		assert_true(json_is_string(c));
+		assert_true(is_lower_hex(json_string_value(c), 32));
+		memcpy(out, json_string_value(c), 33);
+	}
+	json_decref(root);
+}
+
+/* The journal's header must name the snapshot's SHA-256 (and an id). */
 static void
 assert_header_names_snapshot(const env *e)
 {
-	char path[256], hash[65], want[100];
+	char path[256], hash[65], want[160], id[33];
 	size_t len;
 	char *text;
 
+	journal_id(e, id);
 	path_in(e, "ledger.json", path, sizeof(path));
 	sha256_file(path, hash);
-	snprintf(want, sizeof(want), "{\"snapshot\":\"%s\"}\n", hash);
+	snprintf(want, sizeof(want), "{\"id\":\"%s\",\"snapshot\":\"%s\"}\n",
+		 id, hash);
 	path_in(e, "ledger.journal", path, sizeof(path));
 	text = slurp(path, &len);
 	if (len < strlen(want) || memcmp(text, want, strlen(want)) != 0)
@@ -863,6 +931,11 @@ struct corrupt_case {
 #define DOC(issued, tickets, last, res) \
 	"{\"version\":1,\"issued\":" issued ",\"tickets\":" tickets \
 	",\"last\":" last ",\"reservations\":" res "}"
+/* The same in format version 2, naming COMPACTED (JSON text). */
+#define DOC2(compacted, issued, tickets, last, res) \
+	"{\"compacted\":" compacted ",\"issued\":" issued ",\"last\":" last \
+	",\"reservations\":" res ",\"tickets\":" tickets ",\"version\":2}"
+#define JID_A "\"0123456789abcdef0123456789abcdef\""
 
 static const struct corrupt_case corrupt_cases[] = {
 	{ "garbage", "this is not json", 0 },
@@ -871,8 +944,33 @@ static const struct corrupt_case corrupt_cases[] = {
 	{ "truncated", "{\"version\":1,\"issued\":[{\"user\":\"alice\",\"ro", 0 },
 	{ "trailing garbage", DOC("[]", "{}", "[]", "[]") "x", 0 },
 	{ "not an object", "[1,2,3]", 0 },
-	{ "version 2", "{\"version\":2,\"issued\":[],\"tickets\":{},\"last\":[],"
+	{ "version 2 without compacted", "{\"version\":2,\"issued\":[],"
+	  "\"tickets\":{},\"last\":[],\"reservations\":[]}", 0 },
+	{ "version 1 with compacted", "{\"version\":1,\"compacted\":null,"
+	  "\"issued\":[],\"tickets\":{},\"last\":[],\"reservations\":[]}",
+	  0 },
+	{ "version 3", "{\"version\":3,\"compacted\":null,\"issued\":[],"
+	  "\"tickets\":{},\"last\":[],\"reservations\":[]}", 0 },
+	{ "version 0", "{\"version\":0,\"issued\":[],\"tickets\":{},"
+	  "\"last\":[],\"reservations\":[]}", 0 },
+	{ "no version", "{\"issued\":[],\"tickets\":{},\"last\":[],"
 	  "\"reservations\":[]}", 0 },
+	{ "compacted a number", DOC2("7", "[]", "{}", "[]", "[]"), 0 },
+	{ "compacted empty", DOC2("\"\"", "[]", "{}", "[]", "[]"), 0 },
+	{ "compacted short", DOC2("\"0123456789abcdef0123456789abcde\"", "[]",
+	  "{}", "[]", "[]"), 0 },
+	{ "compacted long", DOC2("\"0123456789abcdef0123456789abcdef0\"",
+	  "[]", "{}", "[]", "[]"), 0 },
+	{ "compacted uppercase", DOC2("\"0123456789ABCDEF0123456789abcdef\"",
+	  "[]", "{}", "[]", "[]"), 0 },
+	{ "compacted with a NUL", DOC2("\"0123456789abcdef0123456789abcdef"
+	  "\\u0000\"", "[]", "{}", "[]", "[]"), 0 },
+	{ "compacted an object", DOC2("{}", "[]", "{}", "[]", "[]"), 0 },
+	{ "version 2 with extra key", "{\"version\":2,\"compacted\":null,"
+	  "\"issued\":[],\"tickets\":{},\"last\":[],\"reservations\":[],"
+	  "\"x\":1}", 0 },
+	{ "version 2 record malformed", DOC2("null", "[{\"user\":\"a\"}]",
+	  "{}", "[]", "[]"), 0 },
 	{ "version as string", "{\"version\":\"1\",\"issued\":[],\"tickets\":{},"
 	  "\"last\":[],\"reservations\":[]}", 0 },
 	{ "missing key", "{\"version\":1,\"issued\":[],\"tickets\":{},"
@@ -922,7 +1020,11 @@ static const struct corrupt_case corrupt_cases[] = {
 static void
 test_corrupt(void **state)
 {
-	const char *const good = DOC("[]", "{}", "[]", "[" GOOD_RES "]");
+	static const char *const goods[] = {
+		DOC("[]", "{}", "[]", "[" GOOD_RES "]"),
+		DOC2("null", "[]", "{}", "[]", "[" GOOD_RES "]"),
+		DOC2(JID_A, "[]", "{}", "[]", "[" GOOD_RES "]"),
+	};
 	pg_reservation *res;
 	pg_ledger_facts f;
 	void *hold;
@@ -935,15 +1037,20 @@ test_corrupt(void **state)
 	env e;
 
 	(void)state;
-	/* the well-formed document the cases are variants of is accepted */
-	env_open(&e, WINDOW);
-	path_in(&e, "ledger.json", path, sizeof(path));
-	write_file(path, good, strlen(good), 0600);
-	assert_int_equal(pg_ledger_facts_get(e.l, "alice", PM, "T1",
-					     pm_conflicts, 1, T0, &f, &hold,
-					     err, sizeof(err)), PG_OK);
-	pg_ledger_facts_free(hold);
-	env_close(&e);
+	/* the well-formed documents the cases are variants of are accepted
+	 * (version 1, version 2 compacting nothing or a journal) */
+	for (i = 0; i < sizeof(goods) / sizeof(goods[0]); i++) {
+		env_open(&e, WINDOW);
+		path_in(&e, "ledger.json", path, sizeof(path));
+		write_file(path, goods[i], strlen(goods[i]), 0600);
+		rc = pg_ledger_facts_get(e.l, "alice", PM, "T1", pm_conflicts,
+					 1, T0, &f, &hold, err, sizeof(err));
+		if (rc != PG_OK)
+			fail_msg("good document %zu: %s: %s", i,
+				 pg_err_name(rc), err);
+		pg_ledger_facts_free(hold);
+		env_close(&e);
+	}
 
 	for (i = 0; i < sizeof(corrupt_cases) / sizeof(corrupt_cases[0]);
 	     i++) {
@@ -1120,8 +1227,38 @@ test_cache(void **state)
 	(void)bob_conflict(e.l, T0 + 2, &rc, err, sizeof(err));
 	assert_int_equal(rc, PG_ECONFIG);
 
-	/* removed: an empty ledger */
+	/* removed while the journal is there: refused, by the handle that
+	 * had it cached and by another, and neither file is written */
 	assert_int_equal(unlink(path), 0);
+	text = slurp(jpath, &len);
+	(void)bob_conflict(e.l, T0 + 2, &rc, err, sizeof(err));
+	assert_int_equal(rc, PG_EPROTO);
+	assert_non_null(strstr(err, "ledger.json is missing"));
+	(void)bob_conflict(other, T0 + 2, &rc, err, sizeof(err));
+	assert_int_equal(rc, PG_EPROTO);
+	{
+		pg_reservation *res = NULL;
+		int rule = -1;
+
+		assert_int_equal(pg_ledger_reserve(e.l, "bob", PM, "T1",
+						   pm_conflicts, 1, 0, T0 + 2,
+						   &res, &rule, err,
+						   sizeof(err)), PG_EPROTO);
+		assert_null(res);
+		assert_int_equal(rule, PG_R9);
+	}
+	assert_int_equal(access(path, F_OK), -1);
+	{
+		size_t len2;
+		char *text2 = slurp(jpath, &len2);
+
+		assert_true(len == len2 && memcmp(text, text2, len) == 0);
+		free(text2);
+	}
+	free(text);
+
+	/* both removed (deliberately): an empty ledger */
+	assert_int_equal(unlink(jpath), 0);
 	assert_null(bob_conflict(e.l, T0 + 2, &rc, err, sizeof(err)));
 	assert_int_equal(rc, PG_OK);
 
@@ -1387,10 +1524,11 @@ test_etcd_open(void **state)
 }
 
 /*
- * The first write leaves an empty snapshot and a journal (both 0600, no
- * temp file; leftover temp files of a crashed writer do not get in the
- * way): a header naming the snapshot's SHA-256, then one line per
- * operation, as ledger.h describes them.
+ * The first write leaves an empty snapshot (format version 2, compacting
+ * no journal) and a journal (both 0600, no temp file; leftover temp files
+ * of a crashed writer do not get in the way): a header naming the
+ * snapshot's SHA-256 and the journal's id, then one line per operation,
+ * as ledger.h describes them.
  */
 static void
 test_write(void **state)
@@ -1426,11 +1564,13 @@ test_write(void **state)
 	assert_true(S_ISREG(st.st_mode));
 	assert_int_equal(st.st_mode & 0077, 0);
 
-	/* the snapshot: the empty state, version 1 */
+	/* the snapshot: the empty state, version 2, compacting nothing */
 	root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
 	assert_non_null(root);
 	assert_int_equal(json_integer_value(json_object_get(root, "version")),
-			 1);
+			 2);
+	assert_true(json_is_null(json_object_get(root, "compacted")));
+	assert_int_equal(json_object_size(root), 6);
 	assert_int_equal(json_array_size(json_object_get(root, "issued")), 0);
 	json_decref(root);
 
@@ -1716,23 +1856,64 @@ static const struct corrupt_case journal_cases[] = {
 };
 
 /* Journals whose header line is not one: damaged. */
+#define HASH_Z "\"0000000000000000000000000000000000000000000000000000000000000000\""
+#define HDR(id, hash) "{\"id\":" id ",\"snapshot\":" hash "}\n"
 static const struct corrupt_case header_cases[] = {
 	{ "empty journal", "", 0 },
-	{ "header without newline", "{\"snapshot\":\"", 0 },
+	{ "header without newline", "{\"id\":\"", 0 },
 	{ "header not json", "snapshot\n", 0 },
-	{ "header without the key", "{}\n", 0 },
-	{ "header with extra key", "{\"snapshot\":\"00000000000000000000000"
-	  "00000000000000000000000000000000000000000\",\"x\":1}\n", 0 },
-	{ "header hash short", "{\"snapshot\":\"abc\"}\n", 0 },
-	{ "header hash uppercase", "{\"snapshot\":\"ABCDEF0000000000000000000"
-	  "000000000000000000000000000000000000000\"}\n", 0 },
-	{ "header hash a number", "{\"snapshot\":7}\n", 0 },
+	{ "header without the keys", "{}\n", 0 },
+	{ "header without id (no journal identity)", "{\"snapshot\":" HASH_Z
+	  "}\n", 0 },
+	{ "header without snapshot", "{\"id\":" JID_A "}\n", 0 },
+	{ "header with extra key", "{\"id\":" JID_A ",\"snapshot\":" HASH_Z
+	  ",\"x\":1}\n", 0 },
+	{ "header with duplicate key", "{\"id\":" JID_A ",\"id\":" JID_A
+	  ",\"snapshot\":" HASH_Z "}\n", 0 },
+	{ "header not an object", "[" JID_A "," HASH_Z "]\n", 0 },
+	{ "header hash short", HDR(JID_A, "\"abc\""), 0 },
+	{ "header hash uppercase", HDR(JID_A, "\"ABCDEF0000000000000000000"
+	  "000000000000000000000000000000000000000\""), 0 },
+	{ "header hash a number", HDR(JID_A, "7"), 0 },
+	{ "header id short", HDR("\"0123456789abcdef\"", HASH_Z), 0 },
+	{ "header id long", HDR("\"0123456789abcdef0123456789abcdef0\"",
+	  HASH_Z), 0 },
+	{ "header id uppercase", HDR("\"0123456789ABCDEF0123456789abcdef\"",
+	  HASH_Z), 0 },
+	{ "header id a number", HDR("7", HASH_Z), 0 },
+	{ "header id null", HDR("null", HASH_Z), 0 },
+	{ "header id empty", HDR("\"\"", HASH_Z), 0 },
 	{ "an operation first", "{\"release\":{\"id\":\"ab\"}}\n", 0 },
 };
 
-/* Every operation refuses with PG_EPROTO; neither file is changed. */
+/* The bytes of PATH, or NULL when it does not exist. */
+static char *
+slurp_opt(const char *path, size_t *len)
+{
+	if (access(path, F_OK) != 0) {
+		assert_int_equal(errno, ENOENT);
+		*len = 0;
+		return NULL;
+	}
+	return slurp(path, len);
+}
+
+/* Both NULL (missing), or the same bytes. */
+static int
+same_bytes(const char *a, size_t alen, const char *b, size_t blen)
+{
+	if (a == NULL || b == NULL)
+		return a == NULL && b == NULL;
+	return alen == blen && memcmp(a, b, alen) == 0;
+}
+
+/*
+ * Every operation refuses with PG_EPROTO, saying the journal is damaged
+ * (and WANT, unless NULL); neither file is changed (a missing ledger.json
+ * stays missing).
+ */
 static void
-assert_refused_unchanged(env *e, const char *what)
+assert_refused_unchanged(env *e, const char *what, const char *want)
 {
 	char path[256], jpath[256], err[512];
 	char *snap, *jour, *snap2, *jour2;
@@ -1747,14 +1928,15 @@ assert_refused_unchanged(env *e, const char *what)
 
 	path_in(e, "ledger.json", path, sizeof(path));
 	path_in(e, "ledger.journal", jpath, sizeof(jpath));
-	snap = slurp(path, &slen);
+	snap = slurp_opt(path, &slen);
 	jour = slurp(jpath, &jlen);
 	assert_int_equal(pg_ledger_open(&e->cfg, &fresh, err, sizeof(err)),
 			 PG_OK);
 	err[0] = '\0';
 	rc = pg_ledger_facts_get(e->l, "alice", PM, "T1", pm_conflicts, 1, T0,
 				 &f, &hold, err, sizeof(err));
-	if (rc != PG_EPROTO || strstr(err, "ledger.journal is damaged") == NULL)
+	if (rc != PG_EPROTO || strstr(err, "ledger.journal is damaged") ==
+	    NULL || (want != NULL && strstr(err, want) == NULL))
 		fail_msg("%s: facts %s: %s", what, pg_err_name(rc), err);
 	assert_null(hold);
 	rc = pg_ledger_facts_get(fresh, "alice", PM, "T1", pm_conflicts, 1, T0,
@@ -1769,10 +1951,10 @@ assert_refused_unchanged(env *e, const char *what)
 	assert_int_equal(pg_ledger_last_issuance(fresh, "alice", PM, &when,
 						 err, sizeof(err)), PG_EPROTO);
 	pg_ledger_close(fresh);
-	snap2 = slurp(path, &slen2);
+	snap2 = slurp_opt(path, &slen2);
 	jour2 = slurp(jpath, &jlen2);
-	if (slen != slen2 || memcmp(snap, snap2, slen) != 0 || jlen != jlen2 ||
-	    memcmp(jour, jour2, jlen) != 0)
+	if (!same_bytes(snap, slen, snap2, slen2) ||
+	    !same_bytes(jour, jlen, jour2, jlen2))
 		fail_msg("%s: the damaged ledger was rewritten", what);
 	free(snap);
 	free(jour);
@@ -1801,7 +1983,7 @@ test_journal_corrupt(void **state)
 		len = c->len ? c->len : strlen(c->text);
 		append_bytes(jpath, c->text, len);
 		append_bytes(jpath, "\n", 1);
-		assert_refused_unchanged(&e, c->what);
+		assert_refused_unchanged(&e, c->what, "the operation at byte");
 		env_close(&e);
 	}
 	/* a damaged header */
@@ -1812,34 +1994,55 @@ test_journal_corrupt(void **state)
 		path_in(&e, "ledger.journal", jpath, sizeof(jpath));
 		issue_with(e.l, "alice", PM, "T1", T0);
 		replace_with(jpath, c->text, strlen(c->text));
-		assert_refused_unchanged(&e, c->what);
+		assert_refused_unchanged(&e, c->what, "header");
 		env_close(&e);
 	}
 }
 
+/* The state after alice's issuance of PM with T1 at T0, as a compaction
+ * writes it (format version 2), naming the journal %s as compacted. */
+#define ALICE_DOC DOC2("\"%s\"", "[{\"access_key_id\":\"AKID\"," \
+	"\"expiration\":1700000900,\"role\":\"" PM "\",\"ticket\":\"T1\"," \
+	"\"ts\":1700000000,\"user\":\"alice\"}]", "{\"T1\":{\"first\":" \
+	"1700000000,\"last\":1700000000,\"role\":\"" PM "\",\"uses\":1," \
+	"\"user\":\"alice\"}}", "[{\"role\":\"" PM "\",\"ts\":1700000000," \
+	"\"user\":\"alice\"}]", "[]") "\n"
+
+/* Snapshots that are not the one the journal follows, nor its
+ * compaction's: another ledger's compaction (naming another journal), one
+ * written by hand (naming none), and one naming a journal id that differs
+ * from the journal's in its last digit. */
+static const char *const foreign_snapshots[] = {
+	DOC2(JID_A, "[{\"access_key_id\":\"\",\"expiration\":1700000900,"
+	     "\"role\":\"" PM "\",\"ticket\":\"T1\",\"ts\":1700000000,"
+	     "\"user\":\"mallory\"}]", "{}", "[]", "[]") "\n",
+	DOC2("null", "[]", "{}", "[{\"role\":\"" PM "\",\"ts\":1700000000,"
+	     "\"user\":\"mallory\"}]", "[]") "\n",
+	DOC("[]", "{}", "[]", "[]") "\n",
+};
+
 /*
- * A compaction that crashed between its two renames leaves the new
- * snapshot with the old journal, whose header names the old snapshot:
- * stale, ignored (its operations are in the new snapshot; applying them
- * again would count them twice), and replaced by the next writer, who
- * leaves the snapshot as it is.
+ * Stale and damaged journals.  A compaction that crashed between its two
+ * renames leaves the new snapshot, which names the old journal as the one
+ * it compacted, with the old journal: stale, ignored (its operations are
+ * in the snapshot; applying them again would count them twice), and
+ * replaced by the next writer, who leaves the snapshot as it is.  Any
+ * other journal that does not follow the snapshot is damage, never
+ * dropped: ledger.json deleted, restored from an older copy, or replaced
+ * by another ledger's (or one written by hand) refuses every operation
+ * and leaves both files as they are; putting the right snapshot back
+ * brings the whole history back.  Both files restored from one copy, or
+ * the journal removed on purpose, are a ledger again.
  */
 static void
 test_journal_stale(void **state)
 {
-	/* the state after alice's issuance below, as a compaction writes
-	 * it */
-	const char *const compacted = DOC("[{\"access_key_id\":\"AKID\","
-		"\"expiration\":1700000900,\"role\":\"" PM "\",\"ticket\":"
-		"\"T1\",\"ts\":1700000000,\"user\":\"alice\"}]",
-		"{\"T1\":{\"first\":1700000000,\"last\":1700000000,\"role\":"
-		"\"" PM "\",\"uses\":1,\"user\":\"alice\"}}",
-		"[{\"role\":\"" PM "\",\"ts\":1700000000,\"user\":\"alice\"}]",
-		"[]") "\n";
 	pg_reservation *res;
 	pg_ledger *fresh;
-	char path[256], jpath[256], err[512], line[256], *snap, *after;
-	size_t len, len2;
+	char path[256], jpath[256], err[512], line[256], doc[2048];
+	char j1[33], j2[33], near[33], what[64];
+	char *s0, *snap, *after, *jcopy, *scopy;
+	size_t len, len2, s0len, jclen, sclen, i;
 	int64_t when;
 	int rule;
 	env e;
@@ -1851,9 +2054,45 @@ test_journal_stale(void **state)
 	issue_with(e.l, "alice", PM, "T1", T0);
 	facts_line(e.l, "bob", "T1", T0 + 1, line, sizeof(line));
 	assert_string_equal(line, "-@0 alice/" PM " 1");
+	journal_id(&e, j1);
+	s0 = slurp(path, &s0len);
+
+	/* ledger.json deleted: refused, not an empty ledger (bob would get
+	 * alice's ticket, and alice's issuance would be dropped) */
+	assert_int_equal(unlink(path), 0);
+	assert_refused_unchanged(&e, "snapshot deleted",
+				 "ledger.json is missing");
+	res = NULL;
+	assert_int_equal(pg_ledger_reserve(e.l, "bob", PM, "T1", pm_conflicts,
+					   1, 0, T0 + 1, &res, &rule, err,
+					   sizeof(err)), PG_EPROTO);
+	assert_null(res);
+	assert_int_equal(rule, PG_R9);
+	replace_with(path, s0, s0len);
+	facts_line(e.l, "bob", "T1", T0 + 1, line, sizeof(line));
+	assert_string_equal(line, "-@0 alice/" PM " 1");
+
+	/* another snapshot that does not name this journal: refused */
+	snprintf(near, sizeof(near), "%.31s%c", j1, j1[31] == '0' ? '1' : '0');
+	for (i = 0; i <= sizeof(foreign_snapshots) /
+			 sizeof(foreign_snapshots[0]); i++) {
+		const char *text = doc;
+
+		if (i < sizeof(foreign_snapshots) / sizeof(foreign_snapshots[0]))
+			text = foreign_snapshots[i];
+		else
+			snprintf(doc, sizeof(doc), ALICE_DOC, near);
+		snprintf(what, sizeof(what), "foreign snapshot %zu", i);
+		replace_with(path, text, strlen(text));
+		assert_refused_unchanged(&e, what, "without its journal");
+	}
+	replace_with(path, s0, s0len);
+	facts_line(e.l, "bob", "T1", T0 + 1, line, sizeof(line));
+	assert_string_equal(line, "-@0 alice/" PM " 1");
 
 	/* the crash: the new snapshot renamed, the journal not */
-	replace_with(path, compacted, strlen(compacted));
+	snprintf(doc, sizeof(doc), ALICE_DOC, j1);
+	replace_with(path, doc, strlen(doc));
 	assert_int_equal(pg_ledger_open(&e.cfg, &fresh, err, sizeof(err)),
 			 PG_OK);
 	facts_line(fresh, "bob", "T1", T0 + 1, line, sizeof(line));
@@ -1867,17 +2106,6 @@ test_journal_stale(void **state)
 	assert_int_equal(when, T0);
 	pg_ledger_close(fresh);
 
-	/* a snapshot that does not hold the journal's operations (written
-	 * by hand): the journal is stale all the same */
-	{
-		const char *const other = DOC("[]", "{}", "[]", "[]") "\n";
-
-		replace_with(path, other, strlen(other));
-		facts_line(e.l, "bob", "T1", T0 + 1, line, sizeof(line));
-		assert_string_equal(line, "-@0 -/- 0");
-		replace_with(path, compacted, strlen(compacted));
-	}
-
 	/* the next writer replaces the journal, keeps the snapshot */
 	snap = slurp(path, &len);
 	assert_int_equal(reserve(&e, "carol", AUDITOR, "T5", 0, T0 + 2, &res,
@@ -1888,9 +2116,120 @@ test_journal_stale(void **state)
 	free(snap);
 	free(after);
 	assert_header_names_snapshot(&e);
+	journal_id(&e, j2);
+	assert_string_not_equal(j1, j2);
 	assert_int_equal(count_lines(jpath), 3);
 	facts_line(e.l, "bob", "T1", T0 + 3, line, sizeof(line));
 	assert_string_equal(line, "-@0 alice/" PM " 1");
+
+	/* ledger.json restored from an older copy (the one before the
+	 * compaction): refused; the right one back, the ledger goes on */
+	issue_with(e.l, "dave", AUDITOR, "T6", T0 + 3);
+	replace_with(path, s0, s0len);
+	assert_refused_unchanged(&e, "older snapshot", "without its journal");
+	replace_with(path, doc, strlen(doc));
+	facts_line(e.l, "dave", "T6", T0 + 4, line, sizeof(line));
+	assert_string_equal(line, "-@0 dave/" AUDITOR " 1");
+	facts_line(e.l, "bob", "T1", T0 + 4, line, sizeof(line));
+	assert_string_equal(line, "-@0 alice/" PM " 1");
+
+	/* both files restored from one copy: the ledger as it was then */
+	scopy = slurp(path, &sclen);
+	jcopy = slurp(jpath, &jclen);
+	issue_with(e.l, "erin", AUDITOR, "T7", T0 + 4);
+	replace_with(path, scopy, sclen);
+	replace_with(jpath, jcopy, jclen);
+	assert_int_equal(pg_ledger_open(&e.cfg, &fresh, err, sizeof(err)),
+			 PG_OK);
+	facts_line(fresh, "erin", "T7", T0 + 5, line, sizeof(line));
+	assert_string_equal(line, "-@0 -/- 0");
+	facts_line(fresh, "dave", "T6", T0 + 5, line, sizeof(line));
+	assert_string_equal(line, "-@0 dave/" AUDITOR " 1");
+	pg_ledger_close(fresh);
+	free(scopy);
+	free(jcopy);
+
+	/* the journal removed on purpose: the snapshot's state; the next
+	 * writer starts a journal that follows it */
+	assert_int_equal(unlink(jpath), 0);
+	facts_line(e.l, "dave", "T6", T0 + 5, line, sizeof(line));
+	assert_string_equal(line, "-@0 -/- 0");
+	facts_line(e.l, "bob", "T1", T0 + 5, line, sizeof(line));
+	assert_string_equal(line, "-@0 alice/" PM " 1");
+	issue_with(e.l, "frank", AUDITOR, "T8", T0 + 5);
+	assert_header_names_snapshot(&e);
+	after = slurp(path, &len2);
+	assert_true(len2 == strlen(doc) && memcmp(doc, after, len2) == 0);
+	free(after);
+	free(s0);
+	env_close(&e);
+
+	/* a journal that follows the snapshot which also names it as
+	 * compacted (no writer makes that): refused */
+	env_open(&e, WINDOW);
+	path_in(&e, "ledger.json", path, sizeof(path));
+	path_in(&e, "ledger.journal", jpath, sizeof(jpath));
+	snprintf(doc, sizeof(doc), ALICE_DOC, "0123456789abcdef0123456789abcdef");
+	write_file(path, doc, strlen(doc), 0600);
+	{
+		char hash[65], header[160];
+
+		sha256_file(path, hash);
+		snprintf(header, sizeof(header), HDR(JID_A, "\"%s\""), hash);
+		write_file(jpath, header, strlen(header), 0600);
+	}
+	assert_refused_unchanged(&e, "followed and compacted",
+				 "contradictory");
+	env_close(&e);
+}
+
+/*
+ * A snapshot of format version 1 (no "compacted") is read as compacting
+ * no journal: its records count, a journal that follows it applies, and
+ * a writer leaves it as it is until a compaction rewrites it.
+ */
+static void
+test_snapshot_v1(void **state)
+{
+	const char *const v1 = DOC("[{\"access_key_id\":\"AKID\","
+		"\"expiration\":1700000900,\"role\":\"" PM "\",\"ticket\":"
+		"\"T1\",\"ts\":1700000000,\"user\":\"alice\"}]",
+		"{\"T1\":{\"first\":1700000000,\"last\":1700000000,\"role\":"
+		"\"" PM "\",\"uses\":1,\"user\":\"alice\"}}",
+		"[{\"role\":\"" PM "\",\"ts\":1700000000,\"user\":\"alice\"}]",
+		"[]") "\n";
+	pg_ledger *fresh;
+	char path[256], err[512], line[256];
+	size_t len;
+	int64_t when;
+	char *after;
+	env e;
+
+	(void)state;
+	env_open(&e, WINDOW);
+	path_in(&e, "ledger.json", path, sizeof(path));
+	write_file(path, v1, strlen(v1), 0600);
+	facts_line(e.l, "bob", "T1", T0 + 1, line, sizeof(line));
+	assert_string_equal(line, "-@0 alice/" PM " 1");
+	facts_line(e.l, "alice", "T9", T0 + 1, line, sizeof(line));
+	assert_string_equal(line, PM "@1700000000 -/- 0");
+
+	issue_with(e.l, "bob", AUDITOR, "T2", T0 + 1);
+	after = slurp(path, &len);
+	assert_true(len == strlen(v1) && memcmp(after, v1, len) == 0);
+	free(after);
+	assert_header_names_snapshot(&e);
+
+	assert_int_equal(pg_ledger_open(&e.cfg, &fresh, err, sizeof(err)),
+			 PG_OK);
+	facts_line(fresh, "bob", "T1", T0 + 2, line, sizeof(line));
+	assert_string_equal(line, "-@0 alice/" PM " 1");
+	facts_line(fresh, "x", "T2", T0 + 2, line, sizeof(line));
+	assert_string_equal(line, "-@0 bob/" AUDITOR " 1");
+	assert_int_equal(pg_ledger_last_issuance(fresh, "bob", AUDITOR, &when,
+						 err, sizeof(err)), PG_OK);
+	assert_int_equal(when, T0 + 1);
+	pg_ledger_close(fresh);
 	env_close(&e);
 }
 
@@ -1928,16 +2267,21 @@ all_facts(pg_ledger *l, int64_t now, char *buf, size_t len)
 
 /*
  * A writer that finds the journal over its bound compacts it first: the
- * state, records that lapsed dropped, becomes the snapshot and the
- * journal starts again with just its header.  Every fact is the same
+ * state, records that lapsed dropped, becomes the snapshot (format
+ * version 2, naming the old journal as compacted) and the journal starts
+ * again with just its header (and a new id).  Every fact is the same
  * after as before, for the handle that compacted, one that had read the
- * old journal, and a new one.
+ * old journal, and a new one; also when the old journal is found with the
+ * new snapshot (a crash between the two renames: stale).  The snapshot
+ * from before the compaction, put back, is refused.
  */
 static void
 test_compaction(void **state)
 {
 	static char before[64 * 1024], after[64 * 1024];
 	char path[256], jpath[256], err[512], user[16], ticket[16];
+	char jold[33], jnew[33], got[33], *oldj, *olds;
+	size_t oldjlen, oldslen;
 	pg_reservation *res;
 	pg_ledger *other, *fresh;
 	struct stat st;
@@ -1980,6 +2324,9 @@ test_compaction(void **state)
 	}
 	assert_int_equal(count_lines(jpath), ops + 1);
 	all_facts(other, now, before, sizeof(before));
+	journal_id(&e, jold);
+	oldj = slurp(jpath, &oldjlen);
+	olds = slurp(path, &oldslen);
 
 	/* a denied reserve (R6: the user issued PM last): compacts first,
 	 * records nothing */
@@ -1992,10 +2339,25 @@ test_compaction(void **state)
 	assert_int_equal(rule, PG_R6);
 	assert_int_equal(count_lines(jpath), 1);
 	assert_header_names_snapshot(&e);
+	snapshot_compacted(&e, got);
+	assert_string_equal(got, jold);
+	journal_id(&e, jnew);
+	assert_string_not_equal(jnew, jold);
 
 	all_facts(e.l, now, after, sizeof(after));
 	assert_string_equal(before, after);
 	all_facts(other, now, after, sizeof(after));
+	assert_string_equal(before, after);
+	assert_int_equal(pg_ledger_open(&e.cfg, &fresh, err, sizeof(err)),
+			 PG_OK);
+	all_facts(fresh, now, after, sizeof(after));
+	assert_string_equal(before, after);
+	pg_ledger_close(fresh);
+
+	/* a crash between the two renames: the old journal with the new
+	 * snapshot, which names it: stale, nothing counted twice */
+	replace_with(jpath, oldj, oldjlen);
+	all_facts(e.l, now, after, sizeof(after));
 	assert_string_equal(before, after);
 	assert_int_equal(pg_ledger_open(&e.cfg, &fresh, err, sizeof(err)),
 			 PG_OK);
@@ -2028,6 +2390,23 @@ test_compaction(void **state)
 	snprintf(before, sizeof(before), PM "@%lld newcomer/" PM " 1",
 		 (long long)now);
 	assert_string_equal(after, before);
+
+	/* the snapshot from before the compaction put back: refused, not
+	 * read with a journal that does not follow it */
+	{
+		size_t cur_len;
+		char *cur = slurp(path, &cur_len);
+
+		replace_with(path, olds, oldslen);
+		assert_refused_unchanged(&e, "snapshot from before the "
+					 "compaction", "without its journal");
+		replace_with(path, cur, cur_len);
+		free(cur);
+	}
+	facts_line(other, "newcomer", "TN", now + 1, after, sizeof(after));
+	assert_string_equal(after, before);
+	free(oldj);
+	free(olds);
 	pg_ledger_close(other);
 	env_close(&e);
 }
@@ -2232,6 +2611,7 @@ main(void)
 		cmocka_unit_test(test_journal_torn_tail),
 		cmocka_unit_test(test_journal_corrupt),
 		cmocka_unit_test(test_journal_stale),
+		cmocka_unit_test(test_snapshot_v1),
 		cmocka_unit_test(test_compaction),
 		cmocka_unit_test(test_journal_bad_files),
 		cmocka_unit_test(test_processes),
