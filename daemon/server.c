@@ -217,6 +217,20 @@ worker_main(void *arg)
 	return NULL;
 }
 
+/*
+ * Root speaks for every login (the PAM module runs in sshd, login, su...),
+ * so one login must not wait on another's per-uid share: root may fill
+ * half the queue (or max_per_uid, if more), and the other half stays for
+ * the credential helpers of ordinary users even while root floods.
+ */
+static int
+root_limit(int max_per_uid)
+{
+	int half = (int)(S.cap / 2);
+
+	return half > max_per_uid ? half : max_per_uid;
+}
+
 /* Queue an accepted connection or answer busy. */
 static void
 enqueue(int fd, const struct ucred *uc, int max_per_uid)
@@ -226,7 +240,8 @@ enqueue(int fd, const struct ucred *uc, int max_per_uid)
 	pthread_mutex_lock(&S.lock);
 	if (S.count >= S.cap)
 		busy = "too many requests queued";
-	else if (uid_adjust(uc->uid, +1, max_per_uid) != 0)
+	else if (uid_adjust(uc->uid, +1, uc->uid == 0 ?
+			    root_limit(max_per_uid) : max_per_uid) != 0)
 		busy = "too many requests from your uid";
 	else {
 		pg_conn *c = &S.queue[(S.head + S.count) % S.cap];

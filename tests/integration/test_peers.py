@@ -8,6 +8,7 @@ the workers are bounded, and whoever finds them all taken is told "busy"
 at once rather than queued for ever.  The daemon never crashes and its
 descriptor count returns to where it was.
 """
+import concurrent.futures
 import json
 import os
 import shutil
@@ -290,6 +291,20 @@ def test_thousand_connections_do_not_starve_others(w):
     assert after == base, (after, base)
     print(f"1000 connections: {first}, {second}; alice served in "
           f"{t_alice:.2f} s; client connections held at the peak: {peak}")
+
+
+def test_root_is_not_held_to_one_users_share(w):
+    """Root asks for every PAM login at once: more than max_per_uid of
+    its requests in flight are served, not refused as busy."""
+    t = new_id()
+    w.ticket(t, requested_for="alice", approvers=["erin"], delay=0.5)
+    req = {"v": 1, "op": "decide", "user": "alice", "role": PM,
+           "ticket": t}
+    n = MAX_PER_UID * 3
+    with concurrent.futures.ThreadPoolExecutor(n) as ex:
+        answers = list(ex.map(lambda _: w.daemon.request(req, timeout=30),
+                              range(n)))
+    assert [a["status"] for a in answers] == ["allow"] * n, answers
 
 
 def test_daemon_survives_and_serves_after_all_this(w):
