@@ -100,6 +100,7 @@ struct pg_dir {
 	int retries;		/* reconnects left in the current call */
 	struct watchdog wd;
 	struct ldap_conncb cb;	/* must live as long as the handle */
+	char login[64];		/* the login attribute (see login_attr) */
 };
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -496,6 +497,8 @@ wd_stop(struct watchdog *w)
 
 /* ---- connection --------------------------------------------------------- */
 
+static void login_attr(const char *tmpl, char *buf, size_t len);
+
 pg_dir *
 pg_dir_new(const pg_config *cfg)
 {
@@ -517,6 +520,7 @@ pg_dir_new(const pg_config *cfg)
 	if (pthread_mutex_init(&d->wd.mu, NULL) != 0)
 		goto out;
 	d->cfg = cfg;
+	login_attr(cfg->directory.user_filter, d->login, sizeof(d->login));
 	d->wd.fd = -1;
 	d->cb.lc_add = wd_conn_add;
 	d->cb.lc_del = wd_conn_del;
@@ -1117,6 +1121,12 @@ static int
 memberof_mode(const pg_dir *d)
 {
 	return d->cfg->directory.membership == PG_MEMBER_MEMBEROF;
+}
+
+static int
+memberuid_mode(const pg_dir *d)
+{
+	return d->cfg->directory.membership == PG_MEMBER_MEMBERUID;
 }
 
 /* ---- public: users --------------------------------------------------------- */
@@ -2118,9 +2128,11 @@ round_build(pg_dir_batch *b, struct round *rd, char *err, size_t errlen)
 	for (i = 0; i < b->nr; i++) {
 		struct rv *r = &b->r[i];
 		struct tag tag = { T_RESOLVE, i, 0 };
+		char *attrs_login[] = { b->d->login, NULL };
 		struct req rq = { REQ_SEARCH, cfg->directory.base,
 				  LDAP_SCOPE_SUBTREE, r->filter,
 				  memberof_mode(b->d) ? attrs_memberof :
+				  memberuid_mode(b->d) ? attrs_login :
 							attrs_none, 2, NULL,
 				  NULL };
 
@@ -2305,6 +2317,13 @@ apply_resolve(pg_dir_batch *b, struct rv *r, const struct op *op, char *err,
 		if (e != PG_OK)
 			return e;
 		r->out->have_memberof = 1;
+	}
+	if (memberuid_mode(b->d)) {
+		/* memberUid groups list login names: the person's own */
+		e = least_value(b->d, m, b->d->login, &r->out->name, err,
+				errlen);
+		if (e != PG_OK)
+			return e;
 	}
 	*r->status = PG_OK;
 	return PG_OK;

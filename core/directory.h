@@ -63,7 +63,9 @@ pg_err pg_dir_find_user(pg_dir *d, const char *user, pg_deadline dl,
  * review` names members (NULL when the entry holds none).  It is the same
  * whichever spelling or attribute found the entry, so the ledger keys a
  * person by it: that attribute must be one only administrators change
- * (uid, sAMAccountName), never one users edit themselves. */
+ * (uid, sAMAccountName), never one users edit themselves.  With
+ * group_membership = memberUid, people resolved by pg_dir_batch_resolve
+ * get their name the same way (memberUid groups list login names). */
 typedef struct pg_dir_entry {
 	char *dn;
 	char **memberof;

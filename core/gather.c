@@ -392,7 +392,11 @@ ask_approvers(struct lookups *l, const pg_role_cfg *role, pg_gathered *g,
 		    p->is_user != PG_FACT_NO || p->is_requester != PG_FACT_NO)
 			continue;
 		l->appr_asked[i] = 1;
-		e = pg_dir_batch_member(l->b, p->name, &g->people[2 + i],
+		/* memberUid groups list login names: the approver's own (as
+		 * resolved), not the ticket's spelling */
+		e = pg_dir_batch_member(l->b, g->people[2 + i].name != NULL ?
+					g->people[2 + i].name : p->name,
+					&g->people[2 + i],
 					role->approver_group, &l->st_appr[i],
 					NULL, err, errlen);
 	}

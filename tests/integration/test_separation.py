@@ -300,6 +300,43 @@ def test_entry_without_a_login_value_is_refused(w):
         time.sleep(0.5)
 
 
+def test_memberuid_approver_named_by_mail(w):
+    """With memberUid groups (login names) and people named by mail in
+    tickets, an approver counts by the login name of the entry the mail
+    resolves to, not by the mail itself."""
+    groups = "ou=groups,dc=example,dc=com"
+    w.slapd.add_ldif(f"dn: cn=pm-approvers-posix,{groups}\n"
+                     "objectClass: posixGroup\ncn: pm-approvers-posix\n"
+                     "gidNumber: 30077\nmemberUid: erin\n")
+    w.configure(directory={"group_membership": "memberUid",
+                           "ticket_user_attr": "mail"},
+                **{f"role {PM}": {
+                    "group": f"cn=pm-posix,{groups}",
+                    "approver_group": f"cn=pm-approvers-posix,{groups}"}})
+    w.daemon.reload()
+    time.sleep(0.5)
+    try:
+        t = new_id()
+        w.ticket(t, requested_for="alice@example.com",
+                 requester="carol@example.com",
+                 approvers=["erin@example.com"])
+        ans = w.daemon.request({"v": 1, "op": "decide", "user": "alice",
+                                "role": PM, "ticket": t})
+        assert ans["status"] == "allow", ans
+        # and one not in the group still does not count
+        t2 = new_id()
+        w.ticket(t2, requested_for="alice@example.com",
+                 requester="carol@example.com",
+                 approvers=["grace@example.com"])
+        ans = w.daemon.request({"v": 1, "op": "decide", "user": "alice",
+                                "role": PM, "ticket": t2})
+        assert ans["status"] == "deny" and "R4" in ans["rules"], ans
+    finally:
+        w.configure()
+        w.daemon.reload()
+        time.sleep(0.5)
+
+
 # ---- R7 ticket binding ------------------------------------------------------
 
 def test_ticket_reused_by_a_second_user(w):
