@@ -1339,7 +1339,7 @@ check_item(pg_auditverify *v, struct pctx *c, struct batch *b,
 
 	it->rc = PG_EPROTO;
 	it->sig_ok = -1;
-	if (!it->stored)
+	if (!it->stored || it->len == 0)	/* an empty line is no record */
 		return;
 	it->rc = parse_record(c, b->buf + it->at, it->len, &p, err,
 			      sizeof(err));
@@ -2059,7 +2059,9 @@ pg_auditverify_line(pg_auditverify *v, const char *line, size_t len,
 			b->buf = n;
 			b->cap = cap;
 		}
-		memcpy(b->buf + b->used, line, len);
+		if (len > 0)	/* an empty line: nothing to keep (and no
+				   buffer may exist yet) */
+			memcpy(b->buf + b->used, line, len);
 		it->at = b->used;
 		b->used += len;
 		it->stored = 1;

@@ -1110,6 +1110,27 @@ test_verify_torn(void **state)
 	free(cut);
 }
 
+/* Empty lines (the very first one too, before any buffer exists) are
+ * no records: damage, named alike in every mode, never a crash. */
+static void
+test_verify_empty_lines(void **state)
+{
+	struct fx *f = *state;
+	in_line in[NBASE + 1];
+	pg_av_result res;
+
+	in[0] = (in_line){ "", 1, 0 };
+	base_input(f, in + 1, 0, NBASE);
+	run(f->pub, in, NBASE + 1, NULL, 0, 1, &res);
+	assert_int_not_equal(res.cls, PG_AV_OK);
+	run(f->pub, in, 1, NULL, 0, 2, &res);
+	assert_int_not_equal(res.cls, PG_AV_OK);
+	base_input(f, in, 0, NBASE);
+	in[3] = (in_line){ "", 1, 0 };
+	run(f->pub, in, NBASE, NULL, 0, 2, &res);
+	assert_int_not_equal(res.cls, PG_AV_OK);
+}
+
 static void
 test_verify_bad_signature(void **state)
 {
@@ -1706,6 +1727,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_verify_reordered, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_verify_torn, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_verify_bad_signature, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_verify_empty_lines, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_verify_syslog, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_verify_rotation, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_verify_threads, setup, teardown),
