@@ -135,7 +135,7 @@ integration: all probes
 # The daemon and clients under ASan+UBSan through the main end-to-end
 # suites: any sanitizer report fails the run.
 ASAN_SUITES := test_issuing.py test_separation.py test_audit_daemon.py \
-	test_cache.py test_hostile.py test_peers.py
+	test_cache.py test_hostile.py test_peers.py test_imds.py
 integration-asan:
 	$(MAKE) SANITIZE=1 all probes
 	cd tests/integration && PMPGATE_BUILD=$(CURDIR)/build-asan \
