@@ -687,6 +687,19 @@ def fd_kinds(pid):
     return sorted(files), socks
 
 
+@pytest.mark.parametrize("spec", [{"end_date": ""}, {"drop": "end_date"},
+                                  {"start_date": None, "end_date": None}])
+def test_unmapped_window_issues_without_dates(w, spec):
+    """field.window_start/end = none: a ticket without dates is issued
+    (for at most the role's max_duration), where the default map refuses
+    it (R3, the ticket-json rows end-empty, end-missing)."""
+    try:
+        assert run_ticket_json(w, spec, 0, "ok", conf="no-window") == \
+            "issued"
+    finally:
+        use_config(w, "default")
+
+
 def test_ledger_fds_bounded(w):
     pid = w.daemon.pid()
     for _ in range(5):
@@ -706,6 +719,9 @@ def use_config(w, name):
         w.configure()
     elif name == "fake-sts":
         w.configure(aws={"sts_endpoint": w.fake_sts.url})
+    elif name == "no-window":
+        w.configure(tickets={"field.window_start": "none",
+                             "field.window_end": "none"})
     elif name == "mail":
         w.configure(directory={"user_filter": "(mail=%u)",
                                "ticket_user_attr": "mail"})
